@@ -1,0 +1,4 @@
+//! End-to-end and architecture tests of the workspace.
+
+mod architecture;
+mod crash;

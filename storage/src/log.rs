@@ -57,14 +57,14 @@ pub(crate) async fn try_append(
     let path = dir.clone().join(entry_file_name(number));
     match store.put_create(&path, bytes.clone()).await? {
         Created::Yes => Ok(Appended::Yes),
-        Created::AlreadyExists => {
-            let existing = store.get_bytes(&path).await?;
-            Ok(if existing == bytes {
-                Appended::Yes
-            } else {
-                Appended::Taken
-            })
-        }
+        Created::AlreadyExists => match store.get_bytes(&path).await {
+            Ok(existing) if existing == bytes => Ok(Appended::Yes),
+            Ok(_) => Ok(Appended::Taken),
+            // S3 may answer "conflict" while another conditional put of the key is in flight
+            // and not yet visible: someone else is taking it.
+            Err(Error::NotFound { .. }) => Ok(Appended::Taken),
+            Err(e) => Err(e),
+        },
     }
 }
 

@@ -44,6 +44,17 @@ impl Store {
         relative: &str,
         bytes: Bytes,
     ) -> Result<StoredFile> {
+        // A sealed snapshot is immutable: refuse to write into it.
+        match self.snapshot(kind, dataset, snapshot).await {
+            Err(Error::SnapshotNotFound { .. }) => {}
+            Ok(_) => {
+                return Err(Error::SnapshotExists {
+                    dataset: dataset.to_string(),
+                    snapshot: snapshot.to_string(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
         let path = layout::snapshot_file(kind, dataset, snapshot, relative)?;
         self.put_file(&path, relative.to_string(), bytes).await
     }

@@ -447,7 +447,10 @@ impl Store {
         let entries: Vec<(u64, TableCommit)> = log::read_all(self, &dir).await?;
         entries
             .into_iter()
-            .map(|(n, commit)| {
+            .enumerate()
+            .map(|(i, (n, commit))| {
+                // Versions are dense from 1: a gap means a lost or deleted entry.
+                log::check_number(&dir, i as u64 + 1, n)?;
                 log::check_number(&dir, n, commit.version)?;
                 Ok(commit)
             })
@@ -507,7 +510,18 @@ impl Store {
                     .iter()
                     .find(|c| c.idempotency_key.as_ref() == Some(key))
             {
-                self.delete_staged(table, &files).await;
+                // Only files no commit names: a retried call may pass the very files of the
+                // commit that already landed.
+                let committed: HashSet<&str> = history
+                    .iter()
+                    .flat_map(|c| c.add.iter().map(|f| f.file.path.as_str()))
+                    .collect();
+                let orphans: Vec<DataFile> = files
+                    .iter()
+                    .filter(|f| !committed.contains(f.file.path.as_str()))
+                    .cloned()
+                    .collect();
+                self.discard_staged(table, &orphans).await;
                 return Ok(CommitOutcome::AlreadyCommitted {
                     version: done.version,
                 });
@@ -631,7 +645,9 @@ impl Store {
         Ok((add, remove, kept_rows + added_rows))
     }
 
-    async fn delete_staged(&self, table: &Name, files: &[DataFile]) {
+    /// Deletes staged files that will not be committed (best effort: vacuum collects what
+    /// this misses). Never pass files a commit names.
+    pub async fn discard_staged(&self, table: &Name, files: &[DataFile]) {
         for file in files {
             if let Ok(path) = layout::table_file(table, &file.file.path) {
                 let _ = self.delete(&path).await;

@@ -110,8 +110,11 @@ impl Store {
                     let Ok(snapshot) = Name::new(NameKind::Snapshot, snapshot) else {
                         continue;
                     };
-                    if self.snapshot(kind, &dataset, &snapshot).await.is_ok() {
-                        continue;
+                    // Only a snapshot whose seal is certainly absent is garbage; any other
+                    // error (network, unreadable seal) keeps it.
+                    match self.snapshot(kind, &dataset, &snapshot).await {
+                        Err(crate::Error::SnapshotNotFound { .. }) => {}
+                        _ => continue,
                     }
                     let dir = layout::snapshot_dir(kind, &dataset, &snapshot);
                     self.collect(&dir, &dir, &HashSet::new(), cutoff, options, &mut report)

@@ -2,3 +2,5 @@
 
 mod architecture;
 mod crash;
+mod flights;
+mod python_reader;

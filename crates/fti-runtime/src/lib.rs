@@ -1,0 +1,137 @@
+//! What every FTI pipeline binary shares, so one deployment environment drives all three:
+//! the `--store` and logging flags (each with an environment variable), the exit codes an
+//! orchestrator acts on, log setup (text for people, JSON lines for machines) and the code
+//! version recorded in lineage.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+/// Exit codes, part of the interface (docs/OPERATIONS.md). Retry only on [`Exit::Infra`] and
+/// [`Exit::Conflict`]; [`Exit::AlreadyDone`] is 99, Airflow's default `skip_on_exit_code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Committed or published.
+    Success = 0,
+    /// A bug: please report it. Panics also exit with 101.
+    Internal = 1,
+    /// Bad flags or configuration: fix the config, do not retry.
+    Config = 2,
+    /// Bad input data (missing file, malformed rows, wrong types, NaN...): do not retry.
+    BadInput = 3,
+    /// Validation rules or the model gate rejected the output; nothing was published.
+    Rejected = 4,
+    /// The store or a service failed (network, permissions, timeouts): retry.
+    Infra = 5,
+    /// Lost a race with a concurrent run (alias or pointer moved): retry or investigate.
+    Conflict = 6,
+    /// Monitoring thresholds (drift, skew) failed; nothing was published.
+    Monitoring = 7,
+    /// Nothing to do: the same logical run already committed. Safe to treat as success.
+    AlreadyDone = 99,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// Maps a storage error to the exit code that tells an orchestrator whether to retry.
+pub fn storage_exit(error: &storage::Error) -> Exit {
+    use storage::Error as E;
+    match error {
+        E::ObjectStore { .. } | E::Open { .. } | E::CommitConflict { .. } => Exit::Infra,
+        E::AliasConflict { .. } => Exit::Conflict,
+        E::InvalidName { .. } | E::InvalidUrl { .. } | E::InvalidArgument { .. } => Exit::Config,
+        E::UnsupportedLayout { .. } => Exit::Config,
+        E::RejectedModel { .. } => Exit::Rejected,
+        _ => Exit::BadInput,
+    }
+}
+
+/// Where the store is. Shared by all three binaries.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Store URL: a local path, file:///abs/path, s3://bucket/prefix (AWS_* env), gs://, az://
+    #[arg(long, env = "FTI_STORE", value_name = "URL")]
+    pub store: String,
+}
+
+/// Log format on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    /// Readable text (colours only on a terminal).
+    Text,
+    /// One JSON object per line, with the run id on every line.
+    Json,
+}
+
+/// Logging flags. Shared by all three binaries.
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format on stderr
+    #[arg(long, env = "FTI_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. `info`, `debug`, `storage=debug,info`
+    #[arg(long, env = "FTI_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+}
+
+impl LogArgs {
+    /// Installs the global subscriber. Logs go to stderr; stdout is kept for the run summary.
+    pub fn init(&self) {
+        let filter = EnvFilter::try_new(&self.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+        let stderr_is_tty = std::io::stderr().is_terminal();
+        let json = match self.log_format {
+            LogFormat::Json => true,
+            LogFormat::Text => false,
+            LogFormat::Auto => !stderr_is_tty,
+        };
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let result = if json {
+            builder
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .flatten_event(true)
+                .try_init()
+        } else {
+            builder
+                .with_ansi(stderr_is_tty)
+                .with_target(false)
+                .try_init()
+        };
+        // A second init (tests calling main twice) keeps the first subscriber.
+        let _ = result;
+    }
+}
+
+/// The code version recorded in lineage: `FTI_CODE_VERSION` if set (e.g. a git sha injected
+/// at image build), else the crate version.
+pub fn code_version(package_version: &str) -> String {
+    std::env::var("FTI_CODE_VERSION").unwrap_or_else(|_| package_version.to_string())
+}
+
+/// Lower-case hex SHA-256 of the given parts, for config hashes and derived run ids.
+pub fn hash_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Prints the one-line JSON run summary on stdout.
+pub fn print_summary(summary: &serde_json::Value) {
+    println!("{summary}");
+}

@@ -1,0 +1,427 @@
+//! The feature repository file (TOML): sources, shared views and feature groups with their
+//! validation rules. Loading checks the structure (unknown keys, types) with line and column;
+//! [`FeatureRepo::problems`] checks the meaning (names, rules, SQL syntax) without data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use storage::{Name, NameKind, Severity};
+
+use crate::error::{Error, Result};
+
+/// A parsed feature repository file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureRepo {
+    /// Raw inputs, each registered as a SQL table under its key.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Named SQL views shared by groups (may use sources and other views).
+    #[serde(default)]
+    pub views: BTreeMap<String, ViewConfig>,
+    /// Feature groups, each committed as a versioned feature table.
+    #[serde(default)]
+    pub groups: BTreeMap<String, GroupConfig>,
+}
+
+/// File format of a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Parquet,
+    Csv,
+    Jsonl,
+}
+
+/// A raw input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub format: Format,
+    /// A file or directory: relative to the config file, absolute, or a URL (file://, s3://...).
+    pub path: String,
+    /// Adds an int64 column with each row's 0-based position in file order.
+    pub row_index: Option<String>,
+    /// CSV: whether the first line is a header (default true).
+    pub has_header: Option<bool>,
+    /// CSV: field delimiter (default `,`).
+    pub delimiter: Option<char>,
+    /// Declared schema (CSV and JSON lines); inferred when absent.
+    pub columns: Option<Vec<SourceColumn>>,
+}
+
+/// A declared source column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+}
+
+/// A shared SQL view.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewConfig {
+    pub sql: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A feature group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub owner: String,
+    pub entity_keys: Vec<String>,
+    pub event_time: String,
+    /// The transformation; its output columns are the table's columns.
+    pub sql: String,
+    /// Declared output columns in order (name -> type, description). The query must produce
+    /// exactly these.
+    #[serde(default)]
+    pub columns: Option<toml::Table>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A declared output column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    #[serde(rename = "type")]
+    pub data_type: String,
+    #[serde(default)]
+    pub description: String,
+    /// Defaults to false for entity keys and the event time, true otherwise.
+    pub nullable: Option<bool>,
+}
+
+/// The kinds of validation rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    RequiredColumns,
+    ForbiddenColumns,
+    NotNull,
+    MaxNullFraction,
+    Range,
+    AllowedValues,
+    RowCount,
+    UniqueKey,
+    Finite,
+    Drift,
+}
+
+/// Drift measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftMethod {
+    Psi,
+    Ks,
+}
+
+/// What a failed rule does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeverityConfig {
+    #[default]
+    Error,
+    Warn,
+}
+
+impl From<SeverityConfig> for Severity {
+    fn from(s: SeverityConfig) -> Self {
+        match s {
+            SeverityConfig::Error => Severity::Error,
+            SeverityConfig::Warn => Severity::Warn,
+        }
+    }
+}
+
+/// One validation rule. Which parameters apply depends on `rule` (see [`FeatureRepo::problems`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    pub rule: RuleKind,
+    pub column: Option<String>,
+    pub columns: Option<Vec<String>>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub values: Option<Vec<String>>,
+    pub method: Option<DriftMethod>,
+    #[serde(default)]
+    pub severity: SeverityConfig,
+}
+
+/// A loaded config file with what is needed to resolve relative paths and hash it.
+#[derive(Debug, Clone)]
+pub struct LoadedRepo {
+    pub path: PathBuf,
+    pub text: String,
+    pub repo: FeatureRepo,
+}
+
+impl LoadedRepo {
+    /// Reads and parses a feature repository file.
+    pub fn load(path: &Path) -> Result<LoadedRepo> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadConfig {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let repo = toml::from_str(&text).map_err(|e| Error::ParseConfig {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(LoadedRepo {
+            path: path.to_path_buf(),
+            text,
+            repo,
+        })
+    }
+
+    /// Resolves a source path: URLs as given, relative paths against the config's directory.
+    pub fn resolve(&self, path: &str) -> String {
+        if path.contains("://") || Path::new(path).is_absolute() {
+            return path.to_string();
+        }
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        base.join(path).display().to_string()
+    }
+}
+
+/// A group's declared column, in order.
+#[derive(Debug, Clone)]
+pub struct DeclaredColumn {
+    pub name: String,
+    pub config: ColumnConfig,
+}
+
+impl GroupConfig {
+    /// The declared columns, in declaration order; `Err` names the first malformed one.
+    pub fn declared_columns(&self) -> Result<Option<Vec<DeclaredColumn>>, String> {
+        let Some(table) = &self.columns else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        for (name, value) in table {
+            let config: ColumnConfig = value
+                .clone()
+                .try_into()
+                .map_err(|e| format!("column {name:?}: {e}"))?;
+            out.push(DeclaredColumn {
+                name: name.clone(),
+                config,
+            });
+        }
+        Ok(Some(out))
+    }
+}
+
+impl FeatureRepo {
+    /// Every problem found without reading data, each prefixed with its location.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut sql_names: Vec<(&str, &str)> = Vec::new();
+        for (name, source) in &self.sources {
+            let at = format!("sources.{name}");
+            sql_names.push((name, "source"));
+            if let Err(e) = Name::new(NameKind::Dataset, name.as_str()) {
+                problems.push(format!("{at}: {e}"));
+            }
+            if source.path.trim().is_empty() {
+                problems.push(format!("{at}.path: must not be empty"));
+            }
+            if source.columns.is_some() && source.format == Format::Parquet {
+                problems.push(format!("{at}.columns: parquet files carry their own schema; declare columns for csv or jsonl only"));
+            }
+            for column in source.columns.iter().flatten() {
+                if let Err(e) = storage::types::parse_type(&column.data_type) {
+                    problems.push(format!("{at}.columns.{}: {e}", column.name));
+                }
+            }
+            if source.format != Format::Csv
+                && (source.has_header.is_some() || source.delimiter.is_some())
+            {
+                problems.push(format!(
+                    "{at}: has_header and delimiter apply to csv sources only"
+                ));
+            }
+        }
+        for (name, view) in &self.views {
+            let at = format!("views.{name}");
+            if sql_names.iter().any(|(n, _)| n == name) {
+                problems.push(format!("{at}: name already used by a source"));
+            }
+            sql_names.push((name, "view"));
+            if let Err(e) = Name::new(NameKind::Dataset, name.as_str()) {
+                problems.push(format!("{at}: {e}"));
+            }
+            if let Err(e) = parse_sql(&view.sql) {
+                problems.push(format!("{at}.sql: {e}"));
+            }
+        }
+        if self.groups.is_empty() {
+            problems.push("groups: no feature group is defined".into());
+        }
+        for (name, group) in &self.groups {
+            let at = format!("groups.{name}");
+            if let Err(e) = Name::new(NameKind::FeatureGroup, name.as_str()) {
+                problems.push(format!("{at}: {e}"));
+            }
+            if let Err(e) = parse_sql(&group.sql) {
+                problems.push(format!("{at}.sql: {e}"));
+            }
+            if group.entity_keys.is_empty() {
+                problems.push(format!(
+                    "{at}.entity_keys: at least one entity key column is required"
+                ));
+            }
+            let declared = match group.declared_columns() {
+                Ok(d) => d,
+                Err(e) => {
+                    problems.push(format!("{at}.columns: {e}"));
+                    None
+                }
+            };
+            let known: Option<Vec<&str>> = declared
+                .as_ref()
+                .map(|d| d.iter().map(|c| c.name.as_str()).collect());
+            let check_column = |column: &str, what: &str, problems: &mut Vec<String>| {
+                if let Some(known) = &known
+                    && !known.contains(&column)
+                {
+                    problems.push(format!(
+                        "{at}.{what}: unknown column {column:?} (declared: {})",
+                        known.join(", ")
+                    ));
+                }
+            };
+            for key in &group.entity_keys {
+                check_column(key, "entity_keys", &mut problems);
+            }
+            check_column(&group.event_time, "event_time", &mut problems);
+            for column in declared.iter().flatten() {
+                match storage::types::parse_type(&column.config.data_type) {
+                    Ok(t)
+                        if column.name == group.event_time && !storage::types::is_temporal(&t) =>
+                    {
+                        problems.push(format!(
+                            "{at}.columns.{}: the event time must be a date or timestamp, not {}",
+                            column.name, column.config.data_type
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => problems.push(format!("{at}.columns.{}: {e}", column.name)),
+                }
+            }
+            for (i, rule) in group.rules.iter().enumerate() {
+                let at_rule = format!("rules[{i}] ({:?})", rule.rule);
+                for problem in rule_problems(rule) {
+                    problems.push(format!("{at}.{at_rule}: {problem}"));
+                }
+                if let Some(column) = &rule.column {
+                    check_column(column, &at_rule, &mut problems);
+                }
+                if rule.rule == RuleKind::RequiredColumns {
+                    for column in rule.columns.iter().flatten() {
+                        check_column(column, &at_rule, &mut problems);
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// Fails with every problem if there are any.
+    pub fn check(&self, path: &Path) -> Result<()> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidConfig {
+                path: path.display().to_string(),
+                problems,
+            })
+        }
+    }
+}
+
+/// Which parameters each rule needs and allows.
+fn rule_problems(rule: &RuleConfig) -> Vec<String> {
+    use RuleKind::*;
+    let mut problems = Vec::new();
+    let needs_column = matches!(
+        rule.rule,
+        NotNull | MaxNullFraction | Range | AllowedValues | Finite | Drift
+    );
+    let needs_columns = matches!(rule.rule, RequiredColumns | ForbiddenColumns);
+    if needs_column && rule.column.is_none() {
+        problems.push("needs `column`".to_string());
+    }
+    if !needs_column && rule.column.is_some() {
+        problems.push("does not take `column`".to_string());
+    }
+    if needs_columns && rule.columns.as_ref().is_none_or(Vec::is_empty) {
+        problems.push("needs a non-empty `columns` list".to_string());
+    }
+    if !needs_columns && rule.columns.is_some() {
+        problems.push("does not take `columns`".to_string());
+    }
+    let takes_min = matches!(rule.rule, Range | RowCount);
+    let takes_max = matches!(rule.rule, Range | RowCount | MaxNullFraction | Drift);
+    if !takes_min && rule.min.is_some() {
+        problems.push("does not take `min`".to_string());
+    }
+    if !takes_max && rule.max.is_some() {
+        problems.push("does not take `max`".to_string());
+    }
+    match rule.rule {
+        Range | RowCount if rule.min.is_none() && rule.max.is_none() => {
+            problems.push("needs `min`, `max` or both".to_string());
+        }
+        Range | RowCount if rule.min.zip(rule.max).is_some_and(|(lo, hi)| lo > hi) => {
+            problems.push("`min` is greater than `max`".to_string());
+        }
+        MaxNullFraction if !rule.max.is_some_and(|m| (0.0..=1.0).contains(&m)) => {
+            problems.push("needs `max` between 0 and 1".to_string());
+        }
+        Drift if rule.max.is_none() => {
+            problems.push("needs `max` (the drift threshold)".to_string())
+        }
+        _ => {}
+    }
+    if rule.rule == Drift && rule.method.is_none() {
+        problems.push("needs `method` (psi or ks)".to_string());
+    }
+    if rule.rule != Drift && rule.method.is_some() {
+        problems.push("does not take `method`".to_string());
+    }
+    if rule.rule == AllowedValues && rule.values.as_ref().is_none_or(Vec::is_empty) {
+        problems.push("needs a non-empty `values` list".to_string());
+    }
+    if rule.rule != AllowedValues && rule.values.is_some() {
+        problems.push("does not take `values`".to_string());
+    }
+    problems
+}
+
+/// Parses SQL for syntax only; the error carries line and column.
+pub fn parse_sql(sql: &str) -> Result<(), String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| e.to_string())?;
+    if statements.len() != 1 {
+        return Err(format!(
+            "expected one statement, found {}",
+            statements.len()
+        ));
+    }
+    Ok(())
+}

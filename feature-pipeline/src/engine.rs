@@ -1,0 +1,263 @@
+//! The query engine: a DataFusion session with the repository's sources and views registered.
+
+use std::sync::Arc;
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::prelude::{
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+};
+use futures::StreamExt;
+
+use crate::config::{Format, LoadedRepo, SourceConfig};
+use crate::error::{Error, Result};
+
+/// Engine settings from flags.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Memory the query engine may hold before it spills sorts to disk.
+    pub memory_limit: usize,
+    /// Threads of parallelism (default: all cores).
+    pub target_partitions: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            memory_limit: 1 << 30,
+            target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+fn session_config(target_partitions: usize) -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(target_partitions)
+        .with_batch_size(64 * 1024);
+    // Plain Utf8 strings, as declared in feature tables and read by every Parquet reader.
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    config
+}
+
+/// A session with every source and view of `repo` registered; `overrides` replace source
+/// paths (`--source NAME=PATH`).
+pub async fn session(
+    repo: &LoadedRepo,
+    overrides: &[(String, String)],
+    options: &EngineOptions,
+) -> Result<SessionContext> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(options.memory_limit, 1.0)
+        .build_arc()
+        .map_err(|e| Error::Flag(format!("memory limit: {e}")))?;
+    let ctx =
+        SessionContext::new_with_config_rt(session_config(options.target_partitions), runtime);
+    for (name, source) in &repo.repo.sources {
+        let path = overrides
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| repo.resolve(&source.path));
+        register_source(&ctx, name, source, &path).await?;
+    }
+    register_views(&ctx, repo).await?;
+    Ok(ctx)
+}
+
+/// Resolved source paths, for fingerprints and lineage.
+pub fn source_paths(repo: &LoadedRepo, overrides: &[(String, String)]) -> Vec<(String, String)> {
+    repo.repo
+        .sources
+        .iter()
+        .map(|(name, source)| {
+            let path = overrides
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_else(|| repo.resolve(&source.path));
+            (name.clone(), path)
+        })
+        .collect()
+}
+
+async fn register_source(
+    ctx: &SessionContext,
+    name: &str,
+    source: &SourceConfig,
+    path: &str,
+) -> Result<()> {
+    let err = |message: String| Error::Source {
+        source_name: name.to_string(),
+        path: path.to_string(),
+        message,
+    };
+    if !path.contains("://") && !std::path::Path::new(path).exists() {
+        return Err(err("no such file or directory".into()));
+    }
+    let schema = match &source.columns {
+        None => None,
+        Some(columns) => {
+            let fields = columns
+                .iter()
+                .map(|c| {
+                    storage::types::parse_type(&c.data_type)
+                        .map(|t| Field::new(&c.name, t, true))
+                        .map_err(|e| err(e.to_string()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(Schema::new(fields))
+        }
+    };
+    // With a row index the raw table is registered under a hidden name and read in order.
+    let raw_name = match &source.row_index {
+        Some(_) => format!("__raw_{name}"),
+        None => name.to_string(),
+    };
+    let (csv_ext, json_ext) = (extension(path, ".csv"), extension(path, ".jsonl"));
+    let registered = match source.format {
+        Format::Parquet => {
+            ctx.register_parquet(&raw_name, path, ParquetReadOptions::default())
+                .await
+        }
+        Format::Csv => {
+            let mut options = CsvReadOptions::new()
+                .has_header(source.has_header.unwrap_or(true))
+                .delimiter(source.delimiter.unwrap_or(',') as u8)
+                .file_extension(&csv_ext);
+            if let Some(schema) = &schema {
+                options = options.schema(schema);
+            }
+            ctx.register_csv(&raw_name, path, options).await
+        }
+        Format::Jsonl => {
+            let mut options = JsonReadOptions::default().file_extension(&json_ext);
+            if let Some(schema) = &schema {
+                options = options.schema(schema);
+            }
+            ctx.register_json(&raw_name, path, options).await
+        }
+    };
+    registered.map_err(|e| err(e.to_string()))?;
+    if let Some(index) = &source.row_index {
+        let scan = ordered_scan(ctx, &raw_name)
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let input: SchemaRef = Arc::new(scan.schema().as_arrow().clone());
+        if input.field_with_name(index).is_ok() {
+            return Err(err(format!(
+                "row_index column {index:?} already exists in the source"
+            )));
+        }
+        let mut fields: Vec<Field> = vec![Field::new(index, DataType::Int64, false)];
+        fields.extend(input.fields().iter().map(|f| f.as_ref().clone()));
+        let partition = RowIndexed {
+            schema: Arc::new(Schema::new(fields)),
+            scan,
+        };
+        let table = StreamingTable::try_new(partition.schema.clone(), vec![Arc::new(partition)])
+            .map_err(|e| err(e.to_string()))?;
+        ctx.register_table(name, Arc::new(table))
+            .map_err(|e| err(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// A file name's extension if it has one, so a single file of any name can be registered.
+fn extension(path: &str, default: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    match file.rsplit_once('.') {
+        Some((_, ext)) if !path.ends_with('/') => format!(".{ext}"),
+        _ => default.to_string(),
+    }
+}
+
+/// A scan of a table in a single-partition session: file order is preserved.
+async fn ordered_scan(ctx: &SessionContext, table: &str) -> datafusion::error::Result<DataFrame> {
+    let state = ctx.state();
+    let mut config = state.config().clone();
+    config.options_mut().execution.target_partitions = 1;
+    config.options_mut().optimizer.repartition_file_scans = false;
+    let single = SessionContext::new_with_config_rt(config, ctx.runtime_env());
+    single.register_table(table, ctx.table_provider(table).await?)?;
+    single.table(table).await
+}
+
+/// A source read in file order with a 0-based row index column prepended. Each execution
+/// plans the scan afresh: physical plans may hold single-use state.
+#[derive(Debug)]
+struct RowIndexed {
+    schema: SchemaRef,
+    scan: DataFrame,
+}
+
+impl PartitionStream for RowIndexed {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let schema = self.schema.clone();
+        let scan = self.scan.clone();
+        let out_schema = schema.clone();
+        let _ = ctx;
+        let stream = futures::stream::once(async move { scan.execute_stream().await })
+            .flat_map(move |inner| match inner {
+                Ok(stream) => stream.boxed(),
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            })
+            .scan(0i64, move |next, batch| {
+                let result = batch.and_then(|batch| {
+                    let n = batch.num_rows() as i64;
+                    let index = Int64Array::from_iter_values(*next..*next + n);
+                    *next += n;
+                    let mut columns = vec![Arc::new(index) as _];
+                    columns.extend(batch.columns().iter().cloned());
+                    Ok(RecordBatch::try_new(out_schema.clone(), columns)?)
+                });
+                futures::future::ready(Some(result))
+            });
+        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+    }
+}
+
+/// Registers views in dependency order (a view may use views declared after it).
+async fn register_views(ctx: &SessionContext, repo: &LoadedRepo) -> Result<()> {
+    let mut pending: Vec<(&String, &crate::config::ViewConfig)> = repo.repo.views.iter().collect();
+    while !pending.is_empty() {
+        let mut failed = Vec::new();
+        let mut last_error = String::new();
+        for (name, view) in pending.iter().copied() {
+            match ctx.sql(&view.sql).await {
+                Ok(df) => {
+                    ctx.register_table(name.as_str(), df.into_view())
+                        .map_err(|e| Error::Sql {
+                            group: format!("view {name}"),
+                            message: e.to_string(),
+                        })?;
+                }
+                Err(e) => {
+                    last_error = format!("view {name}: {e}");
+                    failed.push((name, view));
+                }
+            }
+        }
+        if failed.len() == pending.len() {
+            return Err(Error::Sql {
+                group: format!("views ({} unresolved)", failed.len()),
+                message: last_error,
+            });
+        }
+        pending = failed;
+    }
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! The feature pipeline's error type: each variant names the file, group, column or rule.
+
+use fti_runtime::Exit;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config {path}")]
+    ReadConfig {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: {message}")]
+    ParseConfig { path: String, message: String },
+
+    #[error("{path}: {} problem(s):\n{}", problems.len(), problems.join("\n"))]
+    InvalidConfig { path: String, problems: Vec<String> },
+
+    #[error("invalid flag: {0}")]
+    Flag(String),
+
+    #[error("source {source_name:?} ({path}): {message}")]
+    Source {
+        source_name: String,
+        path: String,
+        message: String,
+    },
+
+    #[error("group {group:?}: SQL error: {message}")]
+    Sql { group: String, message: String },
+
+    #[error("group {group:?}: query output does not match the declared columns: {message}")]
+    Schema { group: String, message: String },
+
+    #[error("group {group:?}: {message}")]
+    Execution { group: String, message: String },
+
+    #[error("group {group:?}: the query returned no rows (empty input?)")]
+    Empty { group: String },
+
+    #[error("validation failed; nothing was committed:\n{}", failures.join("\n"))]
+    Validation { failures: Vec<String> },
+
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+}
+
+impl Error {
+    /// The exit code an orchestrator acts on.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::ReadConfig { .. }
+            | Error::ParseConfig { .. }
+            | Error::InvalidConfig { .. }
+            | Error::Flag(_)
+            | Error::Sql { .. } => Exit::Config,
+            Error::Source { .. }
+            | Error::Schema { .. }
+            | Error::Execution { .. }
+            | Error::Empty { .. } => Exit::BadInput,
+            Error::Validation { .. } => Exit::Rejected,
+            Error::Storage(e) => fti_runtime::storage_exit(e),
+        }
+    }
+}

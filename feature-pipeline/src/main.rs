@@ -1,0 +1,218 @@
+//! `feature-pipeline`: parses flags, runs one command, maps the outcome to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use feature_pipeline::{
+    EngineOptions, Error, FeatureJob, LoadedRepo, build_features, inspect, parse_time,
+};
+use fti_runtime::{Exit, LogArgs, StoreArgs};
+use storage::{RunStatus, Store};
+
+/// Raw data in, validated and versioned feature tables out.
+///
+/// Feature groups are declared in a TOML feature repository (sources, SQL, columns, rules).
+/// Exit codes: 0 committed, 2 bad config/flags, 3 bad input data, 4 validation failed
+/// (nothing committed), 5 store failure (retry), 99 already committed by an identical run.
+#[derive(Debug, Parser)]
+#[command(name = "feature-pipeline", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compute, validate and commit feature groups
+    Run {
+        /// Feature repository file, e.g. examples/flights/features.toml
+        #[arg(env = "FTI_FEATURE_CONFIG")]
+        config: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only these groups (repeatable); default all
+        #[arg(long = "group", env = "FTI_GROUPS", value_delimiter = ',')]
+        groups: Vec<String>,
+        /// Incremental run: first event time to (re)compute, inclusive (YYYY-MM-DD or RFC 3339)
+        #[arg(long, env = "FTI_FROM", requires = "to")]
+        from: Option<String>,
+        /// Incremental run: end of the event-time range, exclusive
+        #[arg(long, env = "FTI_TO", requires = "from")]
+        to: Option<String>,
+        /// Run id recorded in commits and the run record; default derived from config, groups, range and inputs
+        #[arg(long, env = "FTI_RUN_ID")]
+        run_id: Option<String>,
+        /// Replace a source's path: NAME=PATH (repeatable)
+        #[arg(long = "source", env = "FTI_SOURCES", value_delimiter = ',', value_parser = parse_override)]
+        sources: Vec<(String, String)>,
+        /// Compute and validate, print the summary, write nothing
+        #[arg(long, env = "FTI_DRY_RUN")]
+        dry_run: bool,
+        /// Memory the query engine may use before spilling, in MiB
+        #[arg(long, env = "FTI_MEMORY_LIMIT_MB", default_value_t = 1024)]
+        memory_limit_mb: usize,
+    },
+    /// Check a feature repository file without reading data
+    Check {
+        /// Feature repository file
+        #[arg(env = "FTI_FEATURE_CONFIG")]
+        config: PathBuf,
+    },
+    /// List the feature tables in the store
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Show a table version's schema, statistics and validation report
+    Describe {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Feature group name
+        group: String,
+        /// Version (default latest)
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Show every version of a table
+    History {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Feature group name
+        group: String,
+    },
+    /// Delete data files no commit references (crashed or rejected runs)
+    Vacuum {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only files older than this many seconds
+        #[arg(long, env = "FTI_VACUUM_MIN_AGE_SECS", default_value_t = 3600)]
+        min_age_secs: u64,
+        /// List what would be deleted, delete nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_override(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(n, p)| (n.to_string(), p.to_string()))
+        .ok_or_else(|| format!("expected NAME=PATH, got {s:?}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli.log.init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Internal.into();
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            e.exit().into()
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<Exit, Error> {
+    match command {
+        Command::Run {
+            config,
+            store,
+            groups,
+            from,
+            to,
+            run_id,
+            sources,
+            dry_run,
+            memory_limit_mb,
+        } => {
+            let range = match (from, to) {
+                (Some(from), Some(to)) => {
+                    let (from, to) = (parse_time(&from)?, parse_time(&to)?);
+                    if from >= to {
+                        return Err(Error::Flag("--from must be before --to".into()));
+                    }
+                    Some((from, to))
+                }
+                _ => None,
+            };
+            let job = FeatureJob {
+                repo: LoadedRepo::load(&config)?,
+                groups,
+                range,
+                run_id,
+                dry_run,
+                overrides: sources,
+                engine: EngineOptions {
+                    memory_limit: memory_limit_mb << 20,
+                    ..EngineOptions::default()
+                },
+            };
+            let store = Store::open(&store.store).await?;
+            let summary = build_features(&store, &job).await?;
+            fti_runtime::print_summary(&serde_json::to_value(&summary).unwrap_or_default());
+            Ok(match summary.status {
+                RunStatus::Succeeded => Exit::Success,
+                RunStatus::AlreadyDone => Exit::AlreadyDone,
+                RunStatus::Rejected => Exit::Rejected,
+                RunStatus::Failed => Exit::Internal,
+            })
+        }
+        Command::Check { config } => {
+            let repo = LoadedRepo::load(&config)?;
+            repo.repo.check(&config)?;
+            println!(
+                "{}",
+                serde_json::json!({"config": config, "ok": true, "sources": repo.repo.sources.len(), "groups": repo.repo.groups.keys().collect::<Vec<_>>()})
+            );
+            Ok(Exit::Success)
+        }
+        Command::List { store } => {
+            let store = Store::open(&store.store).await?;
+            println!("{:#}", inspect::list(&store).await?);
+            Ok(Exit::Success)
+        }
+        Command::Describe {
+            store,
+            group,
+            version,
+        } => {
+            let store = Store::open(&store.store).await?;
+            println!("{:#}", inspect::describe(&store, &group, version).await?);
+            Ok(Exit::Success)
+        }
+        Command::History { store, group } => {
+            let store = Store::open(&store.store).await?;
+            println!("{:#}", inspect::history(&store, &group).await?);
+            Ok(Exit::Success)
+        }
+        Command::Vacuum {
+            store,
+            min_age_secs,
+            dry_run,
+        } => {
+            let store = Store::open(&store.store).await?;
+            let report = store
+                .vacuum(storage::VacuumOptions {
+                    min_age: Duration::from_secs(min_age_secs),
+                    dry_run,
+                })
+                .await?;
+            println!("{}", serde_json::to_value(&report).unwrap_or_default());
+            Ok(Exit::Success)
+        }
+    }
+}

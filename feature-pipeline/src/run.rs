@@ -1,0 +1,580 @@
+//! `feature-pipeline run`: compute the selected groups, validate everything, then commit.
+//!
+//! Nothing is committed unless every selected group passes its `error` rules. Each group's
+//! commit carries an idempotency key derived from (config, group, range, source
+//! fingerprints), so re-running the same logical run commits nothing new.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
+use chrono::Utc;
+use datafusion::prelude::{SessionContext, cast, ident, lit};
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+use serde::Serialize;
+use storage::{
+    ColumnDef, CommitOutcome, CommitRequest, DataFile, Name, NameKind, ObjectRef, Operation,
+    RunRecord, RunStatus, Store, TableDefinition, TableWriter, ValidationReport,
+};
+use tracing::{info, info_span, warn};
+
+use crate::config::{GroupConfig, LoadedRepo};
+use crate::engine::{self, EngineOptions};
+use crate::error::{Error, Result};
+use crate::validate::Validator;
+
+pub const PIPELINE: &str = "feature-pipeline";
+
+/// A validated request to build features.
+#[derive(Debug, Clone)]
+pub struct FeatureJob {
+    pub repo: LoadedRepo,
+    /// Groups to build; empty means all.
+    pub groups: Vec<String>,
+    /// Incremental run: only rows with event time in `[from, to)` (microseconds), replacing
+    /// that range in the table.
+    pub range: Option<(i64, i64)>,
+    pub run_id: Option<String>,
+    pub dry_run: bool,
+    /// `--source NAME=PATH` overrides.
+    pub overrides: Vec<(String, String)>,
+    pub engine: EngineOptions,
+}
+
+/// The machine-readable result printed on stdout.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub pipeline: &'static str,
+    pub run_id: String,
+    /// `succeeded`, `already_done`, `rejected`.
+    pub status: RunStatus,
+    pub dry_run: bool,
+    pub store: String,
+    pub range: Option<(String, String)>,
+    pub groups: Vec<GroupSummary>,
+    pub seconds: f64,
+}
+
+/// What happened to one group.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupSummary {
+    pub group: String,
+    /// `committed`, `already_committed`, `rejected`, `validated` (dry run).
+    pub status: &'static str,
+    pub version: Option<u64>,
+    pub rows: u64,
+    pub files: usize,
+    pub rules_passed: usize,
+    pub rules_warned: usize,
+    pub rules_failed: usize,
+    pub failures: Vec<String>,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+}
+
+/// A computed, validated, staged (not yet committed) group.
+struct Staged {
+    definition: TableDefinition,
+    files: Vec<DataFile>,
+    rows: u64,
+    statistics: storage::TableStatistics,
+    validation: ValidationReport,
+    key: String,
+    seconds: f64,
+}
+
+/// Runs the job against `store`.
+pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummary> {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    job.repo.repo.check(&job.repo.path)?;
+    let selected = select_groups(job)?;
+    let sources = engine::source_paths(&job.repo, &job.overrides);
+    let fingerprints: Vec<String> = sources.iter().map(|(n, p)| fingerprint(n, p)).collect();
+    let config_hash = fti_runtime::hash_parts([job.repo.text.as_bytes()]);
+    let range_text = job
+        .range
+        .map(|(a, b)| format!("{a}..{b}"))
+        .unwrap_or_default();
+    let group_key = |group: &str| {
+        let mut parts: Vec<&[u8]> = vec![
+            config_hash.as_bytes(),
+            group.as_bytes(),
+            range_text.as_bytes(),
+        ];
+        parts.extend(fingerprints.iter().map(|f| f.as_bytes()));
+        fti_runtime::hash_parts(parts)
+    };
+    let run_id = match &job.run_id {
+        Some(id) => id.clone(),
+        None => {
+            let keys: Vec<String> = selected.iter().map(|g| group_key(g)).collect();
+            let hash = fti_runtime::hash_parts(keys.iter().map(|k| k.as_bytes()));
+            format!("features-{}", &hash[..16])
+        }
+    };
+    let run_name = Name::new(NameKind::RunId, run_id.clone())?;
+    let span = info_span!("run", run_id = %run_id, pipeline = PIPELINE);
+    let _enter = span.enter();
+    info!(groups = ?selected, store = store.url(), dry_run = job.dry_run, "feature run starting");
+    if !job.dry_run {
+        store.init().await?;
+    }
+
+    let ctx = engine::session(&job.repo, &job.overrides, &job.engine).await?;
+    let mut summaries = Vec::new();
+    let mut staged: Vec<(String, Staged)> = Vec::new();
+    for group in &selected {
+        let group_started = Instant::now();
+        let config = &job.repo.repo.groups[group];
+        let table = Name::new(NameKind::FeatureGroup, group.as_str())?;
+        let key = group_key(group);
+        let history = store.table_history(&table).await?;
+        if let Some(done) = history
+            .iter()
+            .find(|c| c.idempotency_key.as_deref() == Some(&key))
+        {
+            info!(
+                group,
+                version = done.version,
+                "already committed by an earlier run with the same inputs"
+            );
+            summaries.push(GroupSummary {
+                group: group.clone(),
+                status: "already_committed",
+                version: Some(done.version),
+                rows: done.num_rows,
+                files: 0,
+                rules_passed: 0,
+                rules_warned: 0,
+                rules_failed: 0,
+                failures: vec![],
+                warnings: vec![],
+                seconds: group_started.elapsed().as_secs_f64(),
+            });
+            continue;
+        }
+        let previous = history.last().and_then(|c| c.statistics.clone());
+        let result = compute_group(store, &ctx, group, config, job, previous.as_ref(), key).await;
+        let mut group_staged = match result {
+            Ok(s) => s,
+            Err(e) => {
+                discard(store, &staged).await;
+                return Err(e);
+            }
+        };
+        group_staged.seconds = group_started.elapsed().as_secs_f64();
+        staged.push((group.clone(), group_staged));
+    }
+
+    let rejected = staged
+        .iter()
+        .any(|(_, s)| s.validation.errors().next().is_some());
+    let mut outputs = Vec::new();
+    for (group, s) in &staged {
+        let failures: Vec<String> = s.validation.errors().map(|r| r.message.clone()).collect();
+        let warnings: Vec<String> = s.validation.warnings().map(|r| r.message.clone()).collect();
+        for w in &warnings {
+            warn!(group, "{w}");
+        }
+        for f in &failures {
+            tracing::error!(group, "{f}");
+        }
+        let status = if !failures.is_empty() {
+            "rejected"
+        } else if rejected {
+            // Another group failed: nothing is committed.
+            "not_committed"
+        } else if job.dry_run {
+            "validated"
+        } else {
+            "pending"
+        };
+        summaries.push(GroupSummary {
+            group: group.clone(),
+            status,
+            version: None,
+            rows: s.rows,
+            files: s.files.len(),
+            rules_passed: s.validation.rules.iter().filter(|r| r.passed).count(),
+            rules_warned: warnings.len(),
+            rules_failed: failures.len(),
+            failures,
+            warnings,
+            seconds: s.seconds,
+        });
+    }
+    if rejected || job.dry_run {
+        discard(store, &staged).await;
+    } else {
+        for (group, s) in staged {
+            let operation = match job.range {
+                Some((from_us, to_us)) => Operation::ReplaceRange { from_us, to_us },
+                None => Operation::Overwrite,
+            };
+            let mut request = CommitRequest::new(s.definition, operation);
+            request.run_id = Some(run_id.clone());
+            request.idempotency_key = Some(s.key);
+            request.statistics = Some(s.statistics);
+            request.validation = Some(s.validation);
+            request.metadata = BTreeMap::from([
+                ("config_hash".to_string(), config_hash.clone().into()),
+                (
+                    "code_version".to_string(),
+                    fti_runtime::code_version(env!("CARGO_PKG_VERSION")).into(),
+                ),
+                (
+                    "sources".to_string(),
+                    serde_json::to_value(&sources).unwrap_or_default(),
+                ),
+            ]);
+            let outcome = store.commit_table(&request, s.files).await?;
+            let summary = summaries
+                .iter_mut()
+                .find(|g| g.group == group)
+                .expect("every staged group has a summary");
+            summary.version = Some(outcome.version());
+            summary.status = match outcome {
+                CommitOutcome::Committed { .. } => "committed",
+                CommitOutcome::AlreadyCommitted { .. } => "already_committed",
+            };
+            outputs.push(ObjectRef::Table {
+                name: group,
+                version: outcome.version(),
+            });
+        }
+    }
+
+    let status = if rejected {
+        RunStatus::Rejected
+    } else if summaries.iter().all(|g| g.status == "already_committed") {
+        RunStatus::AlreadyDone
+    } else {
+        RunStatus::Succeeded
+    };
+    let summary = RunSummary {
+        pipeline: PIPELINE,
+        run_id: run_id.clone(),
+        status,
+        dry_run: job.dry_run,
+        store: store.url().to_string(),
+        range: job
+            .range
+            .map(|(a, b)| (micros_to_string(a), micros_to_string(b))),
+        groups: summaries,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    if !job.dry_run {
+        let record = RunRecord {
+            format_version: storage::DOCUMENT_VERSION,
+            pipeline: Name::new(NameKind::Pipeline, PIPELINE)?,
+            run_id: run_name,
+            attempt: storage::runs::new_attempt_id(started_at),
+            status,
+            started_at,
+            finished_at: Utc::now(),
+            inputs: sources
+                .iter()
+                .map(|(_, p)| ObjectRef::Source { url: p.clone() })
+                .collect(),
+            outputs,
+            config_hash,
+            code_version: fti_runtime::code_version(env!("CARGO_PKG_VERSION")),
+            summary: serde_json::to_value(&summary).unwrap_or_default(),
+            error: None,
+        };
+        store.write_run_record(&record).await?;
+    }
+    info!(status = ?summary.status, seconds = summary.seconds, "feature run finished");
+    Ok(summary)
+}
+
+fn select_groups(job: &FeatureJob) -> Result<Vec<String>> {
+    if job.groups.is_empty() {
+        return Ok(job.repo.repo.groups.keys().cloned().collect());
+    }
+    for g in &job.groups {
+        if !job.repo.repo.groups.contains_key(g) {
+            return Err(Error::Flag(format!(
+                "--group {g:?} is not defined in {} (groups: {})",
+                job.repo.path.display(),
+                job.repo
+                    .repo
+                    .groups
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(job.groups.clone())
+}
+
+/// Identifies a source's content cheaply: size and modification time of local files.
+fn fingerprint(name: &str, path: &str) -> String {
+    let meta = |p: &std::path::Path| {
+        std::fs::metadata(p).ok().map(|m| {
+            let modified = m
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos());
+            (m.len(), modified)
+        })
+    };
+    let local = std::path::Path::new(path);
+    let parts: Vec<String> = if local.is_dir() {
+        let mut entries: Vec<String> = std::fs::read_dir(local)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| meta(&e.path()).map(|m| format!("{}:{m:?}", e.path().display())))
+            .collect();
+        entries.sort();
+        entries
+    } else {
+        vec![format!("{:?}", meta(local))]
+    };
+    format!("{name}={path}:{}", parts.join(","))
+}
+
+async fn discard(store: &Store, staged: &[(String, Staged)]) {
+    for (group, s) in staged {
+        if let Ok(table) = Name::new(NameKind::FeatureGroup, group.as_str()) {
+            store.discard_staged(&table, &s.files).await;
+        }
+    }
+}
+
+/// Runs one group's query and stages its output.
+async fn compute_group(
+    store: &Store,
+    ctx: &SessionContext,
+    group: &str,
+    config: &GroupConfig,
+    job: &FeatureJob,
+    previous: Option<&storage::TableStatistics>,
+    key: String,
+) -> Result<Staged> {
+    let sql_err = |e: datafusion::error::DataFusionError| Error::Sql {
+        group: group.to_string(),
+        message: e.to_string(),
+    };
+    let exec_err = |e: datafusion::error::DataFusionError| Error::Execution {
+        group: group.to_string(),
+        message: e.to_string(),
+    };
+    let mut df = ctx.sql(&config.sql).await.map_err(sql_err)?;
+    let output: Schema = df.schema().as_arrow().clone();
+    let definition = definition_for(group, config, &output)?;
+    let target = storage::table::arrow_schema(&definition)?;
+    if let Some((from, to)) = job.range {
+        let et = cast(
+            ident(&config.event_time),
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+        );
+        let from = lit(ScalarValue::TimestampMicrosecond(Some(from), None));
+        let to = lit(ScalarValue::TimestampMicrosecond(Some(to), None));
+        df = df
+            .filter(et.clone().gt_eq(from).and(et.lt(to)))
+            .map_err(exec_err)?;
+    }
+    let mut stream = df.execute_stream().await.map_err(exec_err)?;
+    let mut validator = Validator::new(group, config, &target);
+    let mut profiler = fti_stats::TableProfiler::new(&target);
+    let mut writer = (!job.dry_run)
+        .then(|| TableWriter::new(store, &definition))
+        .transpose()?;
+    let mut rows = 0u64;
+    let mut last_log = Instant::now();
+    while let Some(batch) = stream.next().await {
+        let batch = conform(group, &batch.map_err(exec_err)?, &target)?;
+        rows += batch.num_rows() as u64;
+        validator.update(&batch);
+        profiler.update(&batch);
+        if let Some(writer) = &mut writer {
+            writer.write(&batch).await?;
+        }
+        if last_log.elapsed().as_secs() >= 5 {
+            info!(group, rows, "progress");
+            last_log = Instant::now();
+        }
+    }
+    if rows == 0 {
+        return Err(Error::Empty {
+            group: group.to_string(),
+        });
+    }
+    let files = match writer {
+        Some(writer) => writer.finish().await?,
+        None => Vec::new(),
+    };
+    let (statistics, samples) = profiler.finish();
+    let validation = validator.finish(&target, &statistics, &samples, previous);
+    info!(
+        group,
+        rows,
+        files = files.len(),
+        "group computed and validated"
+    );
+    Ok(Staged {
+        definition,
+        files,
+        rows,
+        statistics,
+        validation,
+        key,
+        seconds: 0.0,
+    })
+}
+
+/// The table definition: declared columns if any (checked against the query output), else
+/// the output's own schema.
+fn definition_for(group: &str, config: &GroupConfig, output: &Schema) -> Result<TableDefinition> {
+    let schema_err = |message: String| Error::Schema {
+        group: group.to_string(),
+        message,
+    };
+    let is_key =
+        |name: &str| config.entity_keys.iter().any(|k| k == name) || config.event_time == name;
+    let declared = config.declared_columns().map_err(schema_err)?;
+    let columns: Vec<ColumnDef> = match declared {
+        Some(declared) => {
+            let names: Vec<&str> = declared.iter().map(|c| c.name.as_str()).collect();
+            let extra: Vec<&str> = output
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .filter(|n| !names.contains(n))
+                .collect();
+            if !extra.is_empty() {
+                return Err(schema_err(format!(
+                    "the query returns undeclared columns: {}",
+                    extra.join(", ")
+                )));
+            }
+            let mut columns = Vec::new();
+            for c in declared {
+                let field = output.field_with_name(&c.name).map_err(|_| {
+                    schema_err(format!(
+                        "declared column {:?} is missing from the query output",
+                        c.name
+                    ))
+                })?;
+                let want = storage::types::parse_type(&c.config.data_type)?;
+                if !compatible(field.data_type(), &want) {
+                    return Err(schema_err(format!(
+                        "column {:?} is {} but declared {}",
+                        c.name,
+                        storage::types::type_name(field.data_type()),
+                        c.config.data_type
+                    )));
+                }
+                columns.push(ColumnDef {
+                    name: c.name.clone(),
+                    data_type: storage::types::type_name(&want),
+                    nullable: c.config.nullable.unwrap_or(!is_key(&c.name)),
+                    description: c.config.description.clone(),
+                });
+            }
+            columns
+        }
+        None => output
+            .fields()
+            .iter()
+            .map(|f| ColumnDef {
+                name: f.name().clone(),
+                data_type: storage::types::type_name(&plain(f.data_type())),
+                nullable: !is_key(f.name()),
+                description: String::new(),
+            })
+            .collect(),
+    };
+    Ok(TableDefinition {
+        name: Name::new(NameKind::FeatureGroup, group)?,
+        entity_keys: config.entity_keys.clone(),
+        event_time: config.event_time.clone(),
+        columns,
+        description: config.description.clone(),
+        owner: config.owner.clone(),
+        tags: config.tags.clone(),
+    })
+}
+
+/// String encodings are interchangeable; everything else must match exactly.
+fn compatible(actual: &DataType, declared: &DataType) -> bool {
+    actual == declared || (is_string(actual) && is_string(declared))
+}
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+fn plain(t: &DataType) -> DataType {
+    if is_string(t) {
+        DataType::Utf8
+    } else {
+        t.clone()
+    }
+}
+
+/// Reorders and casts a query batch to the table schema.
+fn conform(group: &str, batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
+    let err = |message: String| Error::Execution {
+        group: group.to_string(),
+        message,
+    };
+    let mut columns = Vec::with_capacity(target.fields().len());
+    for field in target.fields() {
+        let column = batch
+            .column_by_name(field.name())
+            .ok_or_else(|| err(format!("column {:?} missing from a batch", field.name())))?;
+        let column = if column.data_type() == field.data_type() {
+            column.clone()
+        } else {
+            arrow::compute::cast(column, field.data_type()).map_err(|e| err(e.to_string()))?
+        };
+        columns.push(column);
+    }
+    let mut nullable_checked = HashMap::new();
+    for (field, column) in target.fields().iter().zip(&columns) {
+        if !field.is_nullable() && column.null_count() > 0 {
+            nullable_checked.insert(field.name().clone(), column.null_count());
+        }
+    }
+    if let Some((name, nulls)) = nullable_checked.into_iter().next() {
+        return Err(err(format!(
+            "column {name:?} is not nullable (a key or the event time) but has {nulls} null values"
+        )));
+    }
+    RecordBatch::try_new(target.clone(), columns).map_err(|e| err(e.to_string()))
+}
+
+fn micros_to_string(us: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(us)
+        .map(|t| t.naive_utc().to_string())
+        .unwrap_or_else(|| us.to_string())
+}
+
+/// Parses `--from` / `--to`: `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS` (naive, read as UTC) or RFC 3339.
+pub fn parse_time(s: &str) -> Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_micros());
+    }
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S") {
+        return Ok(t.and_utc().timestamp_micros());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_micros());
+    }
+    Err(Error::Flag(format!(
+        "cannot parse time {s:?}: use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS or RFC 3339"
+    )))
+}

@@ -1,0 +1,155 @@
+//! Bad input: each case gives an error naming what is wrong, the right exit code, and
+//! commits nothing.
+
+use feature_pipeline::{Error, LoadedRepo, build_features};
+use fti_runtime::Exit;
+
+use crate::support::{Fixture, WINDOW_CONFIG, events_csv};
+
+async fn fails(f: &Fixture, exit: Exit, needles: &[&str]) -> Error {
+    let err = build_features(&f.store, &f.job()).await.unwrap_err();
+    let text = err.to_string();
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} missing from: {text}");
+    }
+    assert_eq!(err.exit(), exit, "{text}");
+    assert!(
+        f.tables().await.is_empty(),
+        "nothing committed after: {text}"
+    );
+    err
+}
+
+fn good_events() -> String {
+    events_csv(&[("a", 0, 1.0), ("a", 1, 2.0), ("b", 1, 3.0)])
+}
+
+#[tokio::test]
+async fn missing_source_file() {
+    let f = Fixture::new(WINDOW_CONFIG, &[]);
+    fails(
+        &f,
+        Exit::BadInput,
+        &["events", "events.csv", "no such file"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_csv_row() {
+    let csv = format!("{}a,2024-01-03T12:00:00,not-a-number\n", good_events());
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &csv)]);
+    fails(&f, Exit::BadInput, &["trailing", "not-a-number"]).await;
+}
+
+#[tokio::test]
+async fn unparsable_timestamp() {
+    let csv = format!("{}a,yesterday-ish,1.0\n", good_events());
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &csv)]);
+    fails(&f, Exit::BadInput, &["yesterday-ish"]).await;
+}
+
+#[tokio::test]
+async fn unreadable_parquet() {
+    let config = WINDOW_CONFIG
+        .replace("format = \"csv\"", "format = \"parquet\"")
+        .replace("path = \"events.csv\"", "path = \"events.parquet\"")
+        .replace(
+            "columns = [\n  { name = \"key\", type = \"string\" },\n  { name = \"ts\", type = \"timestamp[us]\" },\n  { name = \"value\", type = \"double\" },\n]\n",
+            "",
+        );
+    let f = Fixture::new(&config, &[("events.parquet", "PAR1 this is not parquet")]);
+    fails(&f, Exit::BadInput, &["events.parquet"]).await;
+}
+
+#[tokio::test]
+async fn column_of_the_wrong_type() {
+    let config = WINDOW_CONFIG.replace("n = { type = \"int64\" }", "n = { type = \"double\" }");
+    let f = Fixture::new(&config, &[("events.csv", &good_events())]);
+    fails(
+        &f,
+        Exit::BadInput,
+        &["trailing", "\"n\"", "int64", "declared double"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn missing_column_in_source() {
+    let csv = "key,ts\na,2024-01-01T12:00:00\n";
+    let config = WINDOW_CONFIG.replace("  { name = \"value\", type = \"double\" },\n", "");
+    let f = Fixture::new(&config, &[("events.csv", csv)]);
+    let err = fails(&f, Exit::Config, &["value"]).await;
+    assert!(matches!(err, Error::Sql { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn empty_input() {
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", "key,ts,value\n")]);
+    fails(&f, Exit::BadInput, &["trailing", "no rows"]).await;
+}
+
+#[tokio::test]
+async fn nan_and_infinity_fail_a_finite_rule() {
+    let config = format!(
+        "{WINDOW_CONFIG}\n[[groups.trailing.rules]]\nrule = \"finite\"\ncolumn = \"mean_3d\"\n"
+    );
+    let csv = format!(
+        "{}a,2024-01-03T12:00:00,NaN\na,2024-01-04T12:00:00,inf\n",
+        good_events()
+    );
+    let f = Fixture::new(&config, &[("events.csv", &csv)]);
+    let summary = build_features(&f.store, &f.job()).await.unwrap();
+    assert_eq!(summary.status, storage::RunStatus::Rejected);
+    assert!(
+        summary.groups[0].failures[0].contains("NaN or infinite"),
+        "{:?}",
+        summary.groups[0].failures
+    );
+    assert!(f.tables().await.is_empty());
+}
+
+#[tokio::test]
+async fn sql_error_names_the_group() {
+    let config = WINDOW_CONFIG.replace("FROM daily\n", "FROM no_such_table\n");
+    let f = Fixture::new(&config, &[("events.csv", &good_events())]);
+    fails(&f, Exit::Config, &["trailing", "no_such_table"]).await;
+}
+
+#[test]
+fn check_reports_every_problem_with_its_location() {
+    let config = WINDOW_CONFIG
+        .replace("[groups.trailing]", "[groups.\"../evil\"]")
+        .replace("[groups.trailing.columns]", "[groups.\"../evil\".columns]")
+        .replace(
+            "[[groups.trailing.rules]]\nrule = \"not_null\"",
+            "[[groups.\"../evil\".rules]]\nrule = \"not_null\"",
+        )
+        .replace(
+            "[[groups.trailing.rules]]\nrule = \"unique_key\"",
+            "[[groups.\"../evil\".rules]]\nrule = \"range\"\ncolumn = \"nope\"",
+        )
+        .replace("FROM daily\n", "FROM daily WHERE\n");
+    let f = Fixture::new(&config, &[]);
+    let repo = LoadedRepo::load(&f.path("features.toml")).unwrap();
+    let problems = repo.repo.problems();
+    let all = problems.join("\n");
+    for needle in [
+        "groups.../evil: invalid feature group name",
+        "groups.../evil.sql:",
+        "unknown column \"nope\"",
+        "needs `min`, `max` or both",
+    ] {
+        assert!(all.contains(needle), "{needle:?} missing from:\n{all}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_config_errors_with_a_location() {
+    let config = WINDOW_CONFIG.replace("owner = \"tests\"", "owner = \"tests\"\nownr = \"typo\"");
+    let f = Fixture::new(&config, &[]);
+    let err = LoadedRepo::load(&f.path("features.toml")).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("ownr") && text.contains("line"), "{text}");
+    assert_eq!(err.exit(), Exit::Config);
+}

@@ -1,0 +1,211 @@
+//! What a run commits: point-in-time windows, idempotent ranges, time travel, validation.
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Date32Type, Float64Type};
+use feature_pipeline::{build_features, parse_time};
+use storage::{Name, NameKind, RunStatus, Severity, VersionSpec};
+
+use crate::support::{Fixture, WINDOW_CONFIG, events_csv, rows};
+
+/// Day D's own value is huge, so any leak of day D (or later) into D's feature shows.
+fn leaky_events() -> Vec<(&'static str, i64, f64)> {
+    let mut events = Vec::new();
+    for day in 0..10 {
+        events.push(("a", day, day as f64));
+        events.push(("a", day, day as f64 + 1.0));
+        if day % 2 == 0 {
+            events.push(("b", day, 1000.0 * day as f64));
+        }
+    }
+    events
+}
+
+#[tokio::test]
+async fn trailing_window_never_uses_the_current_day_or_later() {
+    let events = leaky_events();
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &events_csv(&events))]);
+    let summary = build_features(&f.store, &f.job()).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Succeeded);
+
+    // Direct recomputation from the raw rows: daily means, then the mean over D-3..D-1.
+    let mut daily: HashMap<(&str, i64), Vec<f64>> = HashMap::new();
+    for (k, d, v) in &events {
+        daily.entry((k, *d)).or_default().push(*v);
+    }
+    let daily_mean = |k: &str, d: i64| {
+        daily
+            .get(&(k, d))
+            .map(|v| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let table = Name::new(NameKind::FeatureGroup, "trailing").unwrap();
+    let snapshot = f.store.table(&table, VersionSpec::Latest).await.unwrap();
+    let batches = snapshot.read_all(&f.store, None).await.unwrap();
+    let epoch_2024 = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+    let mut checked = 0;
+    for batch in &batches {
+        let keys = batch.column_by_name("key").unwrap().as_string::<i32>();
+        let days = batch
+            .column_by_name("day")
+            .unwrap()
+            .as_primitive::<Date32Type>();
+        let means = batch
+            .column_by_name("mean_3d")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        for i in 0..batch.num_rows() {
+            let key = keys.value(i);
+            let day =
+                (Date32Type::to_naive_date_opt(days.value(i)).unwrap() - epoch_2024).num_days();
+            let window: Vec<f64> = (day - 3..day).filter_map(|d| daily_mean(key, d)).collect();
+            let expected =
+                (!window.is_empty()).then(|| window.iter().sum::<f64>() / window.len() as f64);
+            let actual = means.is_valid(i).then(|| means.value(i));
+            assert_eq!(actual, expected, "key {key} day {day}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 15, "10 days of a, 5 of b");
+}
+
+#[tokio::test]
+async fn rerunning_a_range_is_idempotent() {
+    let f = Fixture::new(
+        WINDOW_CONFIG,
+        &[("events.csv", &events_csv(&leaky_events()))],
+    );
+    build_features(&f.store, &f.job()).await.unwrap();
+    let full = rows(&f.store, "trailing", VersionSpec::Latest).await;
+
+    let mut job = f.job();
+    job.range = Some((
+        parse_time("2024-01-05").unwrap(),
+        parse_time("2024-01-08").unwrap(),
+    ));
+    let first = build_features(&f.store, &job).await.unwrap();
+    assert_eq!(first.status, RunStatus::Succeeded);
+    assert_eq!(
+        first.groups[0].rows, 5,
+        "days 4..6 of a (3) and b on days 4 and 6 (2)"
+    );
+    let again = build_features(&f.store, &job).await.unwrap();
+    assert_eq!(
+        again.status,
+        RunStatus::AlreadyDone,
+        "same logical run: nothing new"
+    );
+    assert_eq!(f.versions("trailing").await, 2);
+    // Replacing a range with the same computation leaves the same rows: none duplicated.
+    assert_eq!(rows(&f.store, "trailing", VersionSpec::Latest).await, full);
+
+    // A different run id over the same range still replaces, never duplicates.
+    job.run_id = Some("manual-rerun".into());
+    job.repo.text.push_str("\n# edited\n");
+    let forced = build_features(&f.store, &job).await.unwrap();
+    assert_eq!(forced.status, RunStatus::Succeeded);
+    assert_eq!(rows(&f.store, "trailing", VersionSpec::Latest).await, full);
+}
+
+#[tokio::test]
+async fn incremental_append_then_time_travel() {
+    let mut events = leaky_events();
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &events_csv(&events))]);
+    build_features(&f.store, &f.job()).await.unwrap();
+    let v1 = rows(&f.store, "trailing", VersionSpec::Latest).await;
+
+    // A new day arrives; only that day is computed and appended.
+    events.push(("a", 10, 10.0));
+    f.write("events.csv", events_csv(&events));
+    let mut job = f.job();
+    job.range = Some((
+        parse_time("2024-01-11").unwrap(),
+        parse_time("2024-01-12").unwrap(),
+    ));
+    let summary = build_features(&f.store, &job).await.unwrap();
+    assert_eq!(summary.groups[0].version, Some(2));
+    let v2 = rows(&f.store, "trailing", VersionSpec::Latest).await;
+    assert_eq!(v2.len(), v1.len() + 1);
+    assert!(v1.iter().all(|r| v2.contains(r)), "earlier rows unchanged");
+    // Time travel: version 1 is still exactly what it was.
+    assert_eq!(
+        rows(&f.store, "trailing", VersionSpec::Version(1)).await,
+        v1
+    );
+}
+
+const RULES: &str = r#"
+[[groups.trailing.rules]]
+rule = "range"
+column = "n"
+max = 1
+severity = "SEVERITY"
+"#;
+
+#[tokio::test]
+async fn failed_error_rule_commits_nothing() {
+    let config = format!("{WINDOW_CONFIG}{}", RULES.replace("SEVERITY", "error"));
+    let f = Fixture::new(&config, &[("events.csv", &events_csv(&leaky_events()))]);
+    let summary = build_features(&f.store, &f.job()).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Rejected);
+    let group = &summary.groups[0];
+    assert_eq!((group.status, group.rules_failed), ("rejected", 1));
+    let failure = &group.failures[0];
+    for needle in ["\"trailing\"", "\"n\"", "range", "measured", "<= 1"] {
+        assert!(failure.contains(needle), "{needle} missing from: {failure}");
+    }
+    assert!(f.tables().await.is_empty(), "nothing committed");
+}
+
+#[tokio::test]
+async fn failed_warn_rule_commits_and_records_the_warning() {
+    let config = format!("{WINDOW_CONFIG}{}", RULES.replace("SEVERITY", "warn"));
+    let f = Fixture::new(&config, &[("events.csv", &events_csv(&leaky_events()))]);
+    let summary = build_features(&f.store, &f.job()).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Succeeded);
+    assert_eq!(summary.groups[0].rules_warned, 1);
+    let table = Name::new(NameKind::FeatureGroup, "trailing").unwrap();
+    let snapshot = f.store.table(&table, VersionSpec::Latest).await.unwrap();
+    let report = snapshot.commit.validation.unwrap();
+    let warned: Vec<_> = report.warnings().collect();
+    assert_eq!(warned.len(), 1);
+    assert_eq!(
+        (warned[0].rule.as_str(), warned[0].severity),
+        ("range", Severity::Warn)
+    );
+    assert_eq!(warned[0].measured["max"], 2.0);
+    // Statistics were stored with the commit.
+    let stats = snapshot.commit.statistics.unwrap();
+    assert_eq!(stats.num_rows, 15);
+    assert_eq!(stats.columns["n"].max, Some(2.0));
+}
+
+#[tokio::test]
+async fn drift_rule_compares_with_the_previous_version() {
+    let config = format!(
+        "{WINDOW_CONFIG}\n[[groups.trailing.rules]]\nrule = \"drift\"\ncolumn = \"mean_3d\"\nmethod = \"psi\"\nmax = 0.2\n"
+    );
+    let f = Fixture::new(&config, &[("events.csv", &events_csv(&leaky_events()))]);
+    assert_eq!(
+        build_features(&f.store, &f.job()).await.unwrap().status,
+        RunStatus::Succeeded
+    );
+    // The same keys and days with values a thousand times larger: the distribution moved.
+    let shifted: Vec<_> = leaky_events()
+        .into_iter()
+        .map(|(k, d, v)| (k, d, v * 1000.0 + 5e6))
+        .collect();
+    f.write("events.csv", events_csv(&shifted));
+    let summary = build_features(&f.store, &f.job()).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Rejected, "{summary:?}");
+    assert!(
+        summary.groups[0].failures[0].contains("drift"),
+        "{:?}",
+        summary.groups[0].failures
+    );
+    assert_eq!(
+        f.versions("trailing").await,
+        1,
+        "the drifted data was not committed"
+    );
+}

@@ -32,5 +32,19 @@ rc=0; "$BIN/feature-pipeline" run examples/flights/features.toml --store "$STORE
 step "feature-pipeline: what the store holds"
 "$BIN/feature-pipeline" list --store "$STORE"
 
+step "training-pipeline: point-in-time training set, fit, evaluate, gate, register, promote"
+"$BIN/training-pipeline" check examples/flights/model.toml
+"$BIN/training-pipeline" train examples/flights/model.toml --store "$STORE" --promote
+
+step "training-pipeline: the peer's logistic regression as a challenger (the gate compares it with the champion)"
+rc=0; "$BIN/training-pipeline" train examples/flights/model-logreg.toml --store "$STORE" --promote || rc=$?
+case "$rc" in 0|4) ;; *) echo "unexpected exit $rc from the challenger" >&2; exit 1 ;; esac
+
+step "training-pipeline: the registry"
+"$BIN/training-pipeline" models --store "$STORE"
+"$BIN/training-pipeline" history flight_delay --store "$STORE"
+
 echo >&2
-echo "demo store: $STORE (tables under $STORE/tables, layout contract in docs/STORAGE.md)" >&2
+report=$(find "$STORE/models/flight_delay/files" -name report.html | head -n 1)
+echo "demo store: $STORE (tables under $STORE/tables, models under $STORE/models; layout contract in docs/STORAGE.md)" >&2
+echo "model report: $report" >&2

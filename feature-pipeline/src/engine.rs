@@ -104,6 +104,9 @@ async fn register_source(
     if !path.contains("://") && !std::path::Path::new(path).exists() {
         return Err(err("no such file or directory".into()));
     }
+    if let Some((base, store)) = cloud_store(path).map_err(|e| err(e.to_string()))? {
+        ctx.register_object_store(&base, store);
+    }
     let schema = match &source.columns {
         None => None,
         Some(columns) => {
@@ -170,6 +173,27 @@ async fn register_source(
             .map_err(|e| err(e.to_string()))?;
     }
     Ok(())
+}
+
+/// For an `s3://`, `gs://` or `az://` path: the bucket URL and its object store (configured
+/// from the standard environment, like the store itself).
+pub fn cloud_store(
+    path: &str,
+) -> storage::Result<Option<(url::Url, Arc<dyn object_store::ObjectStore>)>> {
+    let Ok(parsed) = url::Url::parse(path) else {
+        return Ok(None);
+    };
+    if !matches!(
+        parsed.scheme(),
+        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss"
+    ) {
+        return Ok(None);
+    }
+    let store = storage::store::remote_bucket(&parsed, path)?;
+    let mut base = parsed.clone();
+    base.set_path("");
+    base.set_query(None);
+    Ok(Some((base, store)))
 }
 
 /// A file name's extension if it has one, so a single file of any name can be registered.

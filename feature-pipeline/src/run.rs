@@ -92,7 +92,10 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
     job.repo.repo.check(&job.repo.path)?;
     let selected = select_groups(job)?;
     let sources = engine::source_paths(&job.repo, &job.overrides);
-    let fingerprints: Vec<String> = sources.iter().map(|(n, p)| fingerprint(n, p)).collect();
+    let mut fingerprints = Vec::with_capacity(sources.len());
+    for (name, path) in &sources {
+        fingerprints.push(fingerprint(name, path).await?);
+    }
     let config_hash = fti_runtime::hash_parts([job.repo.text.as_bytes()]);
     let range_text = job
         .range
@@ -313,8 +316,35 @@ fn select_groups(job: &FeatureJob) -> Result<Vec<String>> {
     Ok(job.groups.clone())
 }
 
-/// Identifies a source's content cheaply: size and modification time of local files.
-fn fingerprint(name: &str, path: &str) -> String {
+/// Identifies a source's content cheaply: size and modification time (and ETag in object
+/// stores) of every file, so a changed input makes a new logical run.
+async fn fingerprint(name: &str, path: &str) -> Result<String> {
+    let source_err = |message: String| Error::Source {
+        source_name: name.to_string(),
+        path: path.to_string(),
+        message,
+    };
+    if let Some((_, store)) = engine::cloud_store(path).map_err(|e| source_err(e.to_string()))? {
+        let parsed = url::Url::parse(path).map_err(|e| source_err(e.to_string()))?;
+        let prefix = object_store::path::Path::from(parsed.path().trim_start_matches('/'));
+        let mut metas: Vec<String> = store
+            .list(Some(&prefix))
+            .map(|m| {
+                m.map(|m| {
+                    format!(
+                        "{}:{}:{}:{:?}",
+                        m.location, m.size, m.last_modified, m.e_tag
+                    )
+                })
+            })
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| source_err(e.to_string()))?;
+        metas.sort();
+        return Ok(format!("{name}={path}:{}", metas.join(",")));
+    }
     let meta = |p: &std::path::Path| {
         std::fs::metadata(p).ok().map(|m| {
             let modified = m
@@ -338,7 +368,7 @@ fn fingerprint(name: &str, path: &str) -> String {
     } else {
         vec![format!("{:?}", meta(local))]
     };
-    format!("{name}={path}:{}", parts.join(","))
+    Ok(format!("{name}={path}:{}", parts.join(",")))
 }
 
 async fn discard(store: &Store, staged: &[(String, Staged)]) {

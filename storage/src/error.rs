@@ -157,7 +157,7 @@ pub enum Error {
     #[error("{dataset:?} has no published snapshot")]
     NothingPublished { dataset: String },
 
-    #[error("snapshot {snapshot:?} of {dataset:?} already exists with different content")]
+    #[error("snapshot {snapshot:?} of {dataset:?} is already sealed and cannot change")]
     SnapshotExists { dataset: String, snapshot: String },
 }
 

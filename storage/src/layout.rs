@@ -77,6 +77,15 @@ pub fn table_data_dir(table: &Name) -> Path {
     table_dir(table).join("data")
 }
 
+/// The path, relative to the table directory, of data file `part` of an upload.
+///
+/// ```
+/// assert_eq!(storage::layout::data_file_relative("ab12", 3), "data/ab12/part-00003.parquet");
+/// ```
+pub fn data_file_relative(upload_id: &str, part: usize) -> String {
+    format!("data/{upload_id}/part-{part:05}.parquet")
+}
+
 /// Resolves a data file path recorded in a commit (relative to the table directory).
 ///
 /// ```
@@ -121,6 +130,25 @@ pub fn model_versions_dir(model: &Name) -> Path {
     model_dir(model).join("versions")
 }
 
+/// The directory holding every registration attempt's files.
+pub fn model_files_root(model: &Name) -> Path {
+    model_dir(model).join("files")
+}
+
+/// The path, relative to the model directory, of one file of a registration attempt.
+///
+/// ```
+/// assert_eq!(storage::layout::model_file_relative("0a1b", "model.json"), "files/0a1b/model.json");
+/// ```
+pub fn model_file_relative(upload_id: &str, file: &str) -> String {
+    format!("files/{upload_id}/{file}")
+}
+
+/// Resolves a file path recorded in a model version (relative to the model directory).
+pub fn model_file(model: &Name, relative: &str) -> crate::Result<Path> {
+    join_relative(model_dir(model), relative)
+}
+
 /// Where the files (artifact, preprocessing, report) of one registration attempt live.
 ///
 /// ```
@@ -129,7 +157,12 @@ pub fn model_versions_dir(model: &Name) -> Path {
 /// assert_eq!(layout::model_files_dir(&m, "0a1b").as_ref(), "models/m/files/0a1b");
 /// ```
 pub fn model_files_dir(model: &Name, upload_id: &str) -> Path {
-    model_dir(model).join("files").join(upload_id)
+    model_files_root(model).join(upload_id)
+}
+
+/// The directory holding every alias of a model.
+pub fn aliases_dir(model: &Name) -> Path {
+    model_dir(model).join("aliases")
 }
 
 /// The move history of one alias; the newest entry is the alias's current target.
@@ -144,7 +177,7 @@ pub fn model_files_dir(model: &Name, upload_id: &str) -> Path {
 /// );
 /// ```
 pub fn alias_dir(model: &Name, alias: &Name) -> Path {
-    model_dir(model).join("aliases").join(alias.as_str())
+    aliases_dir(model).join(alias.as_str())
 }
 
 /// One move of an alias.
@@ -171,6 +204,11 @@ impl DatasetKind {
     }
 }
 
+/// The directory holding every dataset of a kind.
+pub fn datasets_root(kind: DatasetKind) -> Path {
+    Path::from(kind.as_str())
+}
+
 /// The directory of one published dataset.
 ///
 /// ```
@@ -194,9 +232,12 @@ pub fn dataset_dir(kind: DatasetKind, dataset: &Name) -> Path {
 /// );
 /// ```
 pub fn snapshot_dir(kind: DatasetKind, dataset: &Name, snapshot: &Name) -> Path {
-    dataset_dir(kind, dataset)
-        .join("snapshots")
-        .join(snapshot.as_str())
+    snapshots_dir(kind, dataset).join(snapshot.as_str())
+}
+
+/// The directory holding every snapshot of a dataset.
+pub fn snapshots_dir(kind: DatasetKind, dataset: &Name) -> Path {
+    dataset_dir(kind, dataset).join("snapshots")
 }
 
 /// The manifest that seals a snapshot: a snapshot without it does not exist for readers.
@@ -233,6 +274,11 @@ pub fn pointer_entry(kind: DatasetKind, dataset: &Name, seq: u64) -> Path {
     pointer_dir(kind, dataset).join(entry_file_name(seq))
 }
 
+/// The directory holding every run of a pipeline.
+pub fn pipeline_runs_dir(pipeline: &Name) -> Path {
+    Path::from_iter(["runs", pipeline.as_str()])
+}
+
 /// The records of every attempt of one pipeline run.
 ///
 /// ```
@@ -245,7 +291,7 @@ pub fn pointer_entry(kind: DatasetKind, dataset: &Name, seq: u64) -> Path {
 /// );
 /// ```
 pub fn run_dir(pipeline: &Name, run_id: &Name) -> Path {
-    Path::from_iter(["runs", pipeline.as_str(), run_id.as_str()])
+    pipeline_runs_dir(pipeline).join(run_id.as_str())
 }
 
 /// One attempt's record of a run.

@@ -86,7 +86,7 @@ impl Store {
         let mut files = BTreeMap::new();
         for (logical, bytes) in new.files {
             let logical = Name::new(NameKind::File, logical)?;
-            let relative = format!("files/{upload_id}/{logical}");
+            let relative = layout::model_file_relative(&upload_id, logical.as_str());
             let path = layout::model_files_dir(model, &upload_id).join(logical.as_str());
             let stored = self.put_file(&path, relative, bytes).await?;
             files.insert(logical.to_string(), stored);
@@ -219,7 +219,7 @@ impl Store {
     /// The names of a model's aliases.
     pub async fn alias_names(&self, model: &Name) -> Result<Vec<Name>> {
         let mut names: Vec<Name> = self
-            .list_dirs(&layout::model_dir(model).join("aliases"))
+            .list_dirs(&layout::aliases_dir(model))
             .await?
             .into_iter()
             .filter_map(|n| Name::new(NameKind::Alias, n).ok())

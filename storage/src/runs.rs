@@ -46,7 +46,7 @@ impl Store {
 
     /// Run ids recorded for a pipeline.
     pub async fn run_ids(&self, pipeline: &Name) -> Result<Vec<Name>> {
-        let dir = Path::from_iter(["runs", pipeline.as_str()]);
+        let dir = layout::pipeline_runs_dir(pipeline);
         let mut ids: Vec<Name> = self
             .list_dirs(&dir)
             .await?

@@ -152,7 +152,7 @@ impl Store {
 
     /// Sealed snapshots of a dataset, by name.
     pub async fn list_snapshots(&self, kind: DatasetKind, dataset: &Name) -> Result<Vec<Name>> {
-        let dir = layout::dataset_dir(kind, dataset).join("snapshots");
+        let dir = layout::snapshots_dir(kind, dataset);
         let mut sealed = Vec::new();
         for name in self.list_dirs(&dir).await? {
             let Ok(name) = Name::new(NameKind::Snapshot, name) else {

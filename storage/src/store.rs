@@ -78,10 +78,6 @@ impl Store {
             return Store::local(std::path::Path::new(url), url);
         }
         let parsed = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
-        let open_err = |source| Error::Open {
-            url: redact(url),
-            source,
-        };
         let prefix = Path::parse(parsed.path().trim_start_matches('/'))
             .map_err(|e| invalid(&e.to_string()))?;
         let inner: Arc<dyn ObjectStore> = match parsed.scheme() {
@@ -92,44 +88,8 @@ impl Store {
                 return Store::local(&path, url);
             }
             "memory" => return Ok(Store::memory()),
-            "s3" | "s3a" => {
-                let bucket = parsed.host_str().ok_or_else(|| invalid("no bucket"))?;
-                use object_store::aws::AmazonS3ConfigKey as K;
-                let s3 =
-                    with_timeouts(object_store::aws::AmazonS3Builder::from_env(), |b, k, v| {
-                        b.with_config(K::Client(k), v)
-                    })
-                    .with_bucket_name(bucket)
-                    .with_retry(retry_config())
-                    .build()
-                    .map_err(open_err)?;
-                with_prefix(Arc::new(s3), prefix)
-            }
-            "gs" => {
-                let bucket = parsed.host_str().ok_or_else(|| invalid("no bucket"))?;
-                use object_store::gcp::GoogleConfigKey as K;
-                let gcs = with_timeouts(
-                    object_store::gcp::GoogleCloudStorageBuilder::from_env(),
-                    |b, k, v| b.with_config(K::Client(k), v),
-                )
-                .with_bucket_name(bucket)
-                .with_retry(retry_config())
-                .build()
-                .map_err(open_err)?;
-                with_prefix(Arc::new(gcs), prefix)
-            }
-            "az" | "azure" | "abfs" | "abfss" => {
-                let container = parsed.host_str().ok_or_else(|| invalid("no container"))?;
-                use object_store::azure::AzureConfigKey as K;
-                let az = with_timeouts(
-                    object_store::azure::MicrosoftAzureBuilder::from_env(),
-                    |b, k, v| b.with_config(K::Client(k), v),
-                )
-                .with_container_name(container)
-                .with_retry(retry_config())
-                .build()
-                .map_err(open_err)?;
-                with_prefix(Arc::new(az), prefix)
+            "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss" => {
+                with_prefix(remote_bucket(&parsed, url)?, prefix)
             }
             other => {
                 return Err(invalid(&format!(
@@ -326,6 +286,68 @@ impl Store {
             Err(e) => Err(Error::store(path, e)),
         }
     }
+}
+
+/// The object store for the bucket (or container) of a cloud URL, configured from the
+/// standard environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`) with this crate's retries and
+/// timeouts. Used for the store itself and for raw sources read by a query engine.
+pub fn remote_bucket(parsed: &url::Url, url: &str) -> Result<Arc<dyn ObjectStore>> {
+    let invalid = |reason: &str| Error::InvalidUrl {
+        url: redact(url),
+        reason: reason.to_string(),
+    };
+    let open_err = |source| Error::Open {
+        url: redact(url),
+        source,
+    };
+    let bucket = parsed
+        .host_str()
+        .ok_or_else(|| invalid("no bucket or container"))?;
+    Ok(match parsed.scheme() {
+        "s3" | "s3a" => {
+            use object_store::aws::AmazonS3ConfigKey as K;
+            let builder =
+                with_timeouts(object_store::aws::AmazonS3Builder::from_env(), |b, k, v| {
+                    b.with_config(K::Client(k), v)
+                });
+            Arc::new(
+                builder
+                    .with_bucket_name(bucket)
+                    .with_retry(retry_config())
+                    .build()
+                    .map_err(open_err)?,
+            )
+        }
+        "gs" => {
+            use object_store::gcp::GoogleConfigKey as K;
+            let builder = with_timeouts(
+                object_store::gcp::GoogleCloudStorageBuilder::from_env(),
+                |b, k, v| b.with_config(K::Client(k), v),
+            );
+            Arc::new(
+                builder
+                    .with_bucket_name(bucket)
+                    .with_retry(retry_config())
+                    .build()
+                    .map_err(open_err)?,
+            )
+        }
+        "az" | "azure" | "abfs" | "abfss" => {
+            use object_store::azure::AzureConfigKey as K;
+            let builder = with_timeouts(
+                object_store::azure::MicrosoftAzureBuilder::from_env(),
+                |b, k, v| b.with_config(K::Client(k), v),
+            );
+            Arc::new(
+                builder
+                    .with_container_name(bucket)
+                    .with_retry(retry_config())
+                    .build()
+                    .map_err(open_err)?,
+            )
+        }
+        other => return Err(invalid(&format!("{other:?} is not a cloud scheme"))),
+    })
 }
 
 fn with_prefix(inner: Arc<dyn ObjectStore>, prefix: Path) -> Arc<dyn ObjectStore> {

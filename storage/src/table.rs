@@ -159,6 +159,12 @@ pub fn check_definition(definition: &TableDefinition) -> Result<SchemaRef> {
                 definition.event_time
             ))
         })?;
+    if event_time.is_nullable() {
+        return Err(bad(format!(
+            "event time {:?} must be declared not nullable",
+            definition.event_time
+        )));
+    }
     if !is_temporal(event_time.data_type()) {
         return Err(bad(format!(
             "event time {:?} has type {}, expected a date or timestamp",

@@ -89,7 +89,7 @@ impl Store {
             }
             let dir = layout::model_dir(&model);
             self.collect(
-                &dir.clone().join("files"),
+                &layout::model_files_root(&model),
                 &dir,
                 &referenced,
                 cutoff,
@@ -100,12 +100,12 @@ impl Store {
         }
 
         for kind in [DatasetKind::Predictions, DatasetKind::Exports] {
-            let root = object_store::path::Path::from(kind.as_str());
+            let root = layout::datasets_root(kind);
             for dataset in self.list_dirs(&root).await? {
                 let Ok(dataset) = Name::new(NameKind::Dataset, dataset) else {
                     continue;
                 };
-                let snapshots = layout::dataset_dir(kind, &dataset).join("snapshots");
+                let snapshots = layout::snapshots_dir(kind, &dataset);
                 for snapshot in self.list_dirs(&snapshots).await? {
                     let Ok(snapshot) = Name::new(NameKind::Snapshot, snapshot) else {
                         continue;

@@ -59,6 +59,23 @@ impl Store {
         self.put_file(&path, relative.to_string(), bytes).await
     }
 
+    /// Reads a file of a snapshot that may not be sealed yet (e.g. a shard's part manifest).
+    /// Not checksummed: only the writer side of a snapshot uses this.
+    pub async fn staged_snapshot_file(
+        &self,
+        kind: DatasetKind,
+        dataset: &Name,
+        snapshot: &Name,
+        relative: &str,
+    ) -> Result<Option<Bytes>> {
+        let path = layout::snapshot_file(kind, dataset, snapshot, relative)?;
+        match self.get_bytes(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Seals a snapshot: after this, readers can see it and nothing in it changes.
     #[allow(clippy::too_many_arguments)]
     pub async fn seal_snapshot(

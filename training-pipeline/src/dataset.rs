@@ -8,7 +8,7 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Int64Type, Schema};
 use fti_learn::model::{Target, Task};
-use fti_learn::pit::{AsOf, FeatureIndex};
+use fti_learn::pit::{AsOf, JoinSource, join_sources};
 use futures::StreamExt;
 use storage::{ColumnDef, Name, NameKind, ObjectRef, Store, TableSnapshot, VersionSpec};
 use tracing::info;
@@ -194,12 +194,10 @@ pub async fn assemble(store: &Store, spec: &ModelSpec, extra: &[FeatureSource]) 
                 extra_columns.push(entry);
             }
         }
-        let mut join_columns = Vec::new();
         for key in &snapshot.definition().entity_keys {
             let label_column = source.join.get(key).cloned().unwrap_or_else(|| key.clone());
             require(&label_table, &label_column)?;
-            needed.push(label_column.clone());
-            join_columns.push(label_column);
+            needed.push(label_column);
         }
         let max_age = source
             .max_age
@@ -212,7 +210,7 @@ pub async fn assemble(store: &Store, spec: &ModelSpec, extra: &[FeatureSource]) 
                 version: snapshot.version,
             });
         }
-        sources.push((snapshot, columns, join_columns, max_age));
+        sources.push((snapshot, columns, source.join.clone(), max_age));
     }
     let mut seen = std::collections::HashSet::new();
     for (c, _) in &inputs {
@@ -344,25 +342,25 @@ pub async fn assemble(store: &Store, spec: &ModelSpec, extra: &[FeatureSource]) 
             );
         }
     }
-    for (snapshot, feature_columns, join_columns, max_age) in &sources {
-        let index = FeatureIndex::load(store, snapshot, feature_columns).await?;
-        let keys: Vec<ArrayRef> = join_columns
-            .iter()
-            .map(|c| labels.column_by_name(c).expect("projected").clone())
-            .collect();
-        let matched = index.lookup(
-            &keys,
-            &time_values,
-            AsOf {
-                inclusive: spec.join.inclusive,
-                max_age_us: *max_age,
-            },
-        )?;
-        let hits = matched.iter().filter(|m| m.is_some()).count();
-        info!(group = %snapshot.table, version = snapshot.version, rows = index.num_rows(), matched = hits, "point-in-time join");
-        for c in feature_columns {
-            columns.insert(c.clone(), index.take(c, &matched)?);
-        }
+    let joins: Vec<JoinSource> = sources
+        .into_iter()
+        .map(|(snapshot, feature_columns, join, max_age)| {
+            JoinSource::new(
+                snapshot,
+                feature_columns,
+                &join,
+                AsOf {
+                    inclusive: spec.join.inclusive,
+                    max_age_us: max_age,
+                },
+            )
+        })
+        .collect();
+    for (name, values) in join_sources(store, &labels, &time_values, &joins).await? {
+        columns.insert(name, values);
+    }
+    for join in &joins {
+        info!(group = %join.snapshot.table, version = join.snapshot.version, "point-in-time join");
     }
     Ok(Dataset {
         inputs: inputs.into_iter().map(|(c, _)| c).collect(),

@@ -163,7 +163,24 @@ pub async fn train_model(store: &Store, job: &TrainJob) -> Result<TrainSummary> 
         classes.as_deref(),
     )?;
 
-    let preprocessing = Preprocessing::fit(&spec.preprocessing, &data.ordered(&train)?)?;
+    let train_columns = data.ordered(&train)?;
+    let preprocessing = Preprocessing::fit(&spec.preprocessing, &train_columns)?;
+    // Statistics of the raw training inputs: the reference for training-serving skew checks.
+    let training_statistics = {
+        let fields: Vec<arrow::datatypes::Field> = train_columns
+            .iter()
+            .map(|(n, a)| arrow::datatypes::Field::new(n, a.data_type().clone(), true))
+            .collect();
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            train_columns.iter().map(|(_, a)| a.clone()).collect(),
+        )
+        .map_err(fti_learn::Error::from)?;
+        let mut profiler = fti_stats::TableProfiler::new(&schema);
+        profiler.update(&batch);
+        profiler.finish().0
+    };
     let x_train = preprocessing.transform(&data.take(&train)?)?.matrix;
     let x_test = preprocessing.transform(&data.take(&test)?)?.matrix;
     tick("preprocess", &mut timings);
@@ -346,6 +363,10 @@ pub async fn train_model(store: &Store, job: &TrainJob) -> Result<TrainSummary> 
             ("model.json".into(), model.to_json()?.into()),
             ("preprocessing.json".into(), serde_json::to_vec(&preprocessing).map_err(|e| fti_learn::Error::Artifact(e.to_string()))?.into()),
             ("report.html".into(), report.into_bytes().into()),
+            (
+                "training_statistics.json".into(),
+                serde_json::to_vec(&training_statistics).map_err(|e| fti_learn::Error::Artifact(e.to_string()))?.into(),
+            ),
         ],
     };
     let registered = store.register_model(&model_name, new).await?;

@@ -192,4 +192,122 @@ impl FeatureIndex {
     pub fn num_rows(&self) -> usize {
         self.batch.num_rows()
     }
+
+    /// Per entity, the row current at `at` (µs), entities in key order: the scoring spine.
+    pub fn latest_rows(&self, at: i64, as_of: AsOf) -> Vec<u32> {
+        let mut keys: Vec<&OwnedRow> = self.rows.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .filter_map(|key| {
+                let entries = &self.rows[key];
+                let n = if as_of.inclusive {
+                    entries.partition_point(|&(et, _)| et <= at)
+                } else {
+                    entries.partition_point(|&(et, _)| et < at)
+                };
+                let (et, row) = *entries.get(n.checked_sub(1)?)?;
+                match as_of.max_age_us {
+                    Some(max_age) if at - et > max_age => None,
+                    _ => Some(row),
+                }
+            })
+            .collect()
+    }
+
+    /// The indexed columns at `rows`, as a batch.
+    pub fn take_batch(&self, rows: &[u32]) -> Result<RecordBatch> {
+        let indices = UInt32Array::from(rows.to_vec());
+        let columns = self
+            .batch
+            .columns()
+            .iter()
+            .map(|c| take(c, &indices, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// One feature group to join onto label (or scoring) rows: the exact table version, the
+/// columns wanted, and which label columns hold its entity keys.
+pub struct JoinSource {
+    pub snapshot: TableSnapshot,
+    pub columns: Vec<String>,
+    /// Label columns matching the table's entity keys, in key order.
+    pub label_keys: Vec<String>,
+    pub as_of: AsOf,
+}
+
+impl JoinSource {
+    /// Maps the table's entity keys to label columns: `join` (feature key -> label column)
+    /// where given, the same name otherwise.
+    pub fn new(
+        snapshot: TableSnapshot,
+        columns: Vec<String>,
+        join: &std::collections::BTreeMap<String, String>,
+        as_of: AsOf,
+    ) -> JoinSource {
+        let label_keys = snapshot
+            .definition()
+            .entity_keys
+            .iter()
+            .map(|k| join.get(k).cloned().unwrap_or_else(|| k.clone()))
+            .collect();
+        JoinSource {
+            snapshot,
+            columns,
+            label_keys,
+            as_of,
+        }
+    }
+}
+
+/// Loads the index of every source (once per run; lookups are then per batch).
+pub async fn load_sources(store: &Store, sources: &[JoinSource]) -> Result<Vec<FeatureIndex>> {
+    let mut out = Vec::with_capacity(sources.len());
+    for source in sources {
+        out.push(FeatureIndex::load(store, &source.snapshot, &source.columns).await?);
+    }
+    Ok(out)
+}
+
+/// Joins every loaded source onto `labels` (rows stamped `times`, µs): the one point-in-time
+/// join used by training and by inference. Returns the feature columns by name.
+pub fn join_loaded(
+    labels: &RecordBatch,
+    times: &Int64Array,
+    sources: &[JoinSource],
+    indices: &[FeatureIndex],
+) -> Result<Vec<(String, ArrayRef)>> {
+    let mut out = Vec::new();
+    for (source, index) in sources.iter().zip(indices) {
+        let keys = source
+            .label_keys
+            .iter()
+            .map(|k| {
+                labels
+                    .column_by_name(k)
+                    .cloned()
+                    .ok_or_else(|| Error::Join {
+                        key: k.clone(),
+                        message: format!("no such column to join {} on", source.snapshot.table),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let matched = index.lookup(&keys, times, source.as_of)?;
+        for c in &source.columns {
+            out.push((c.clone(), index.take(c, &matched)?));
+        }
+    }
+    Ok(out)
+}
+
+/// [`load_sources`] then [`join_loaded`].
+pub async fn join_sources(
+    store: &Store,
+    labels: &RecordBatch,
+    times: &Int64Array,
+    sources: &[JoinSource],
+) -> Result<Vec<(String, ArrayRef)>> {
+    let indices = load_sources(store, sources).await?;
+    join_loaded(labels, times, sources, &indices)
 }

@@ -57,7 +57,6 @@ pub struct Data {
     pub single_class: bool,
 }
 
-
 /// 60 days, 8 entities. The feature `signal` of (entity, day) decides the label of that day's
 /// events (mostly); `noise` in the label table is useless.
 pub async fn store_with(data: Data) -> Store {

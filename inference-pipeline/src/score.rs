@@ -743,7 +743,7 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
                 KIND,
                 &dataset,
                 &snapshot,
-                &format!("{}/_part.json", part_dir(job.shard_index, job.shard_count)),
+                &format!("{}/part.json", part_dir(job.shard_index, job.shard_count)),
                 bytes.into(),
             )
             .await?;
@@ -890,7 +890,7 @@ pub async fn commit(
     let mut rows = 0;
     let mut missing = Vec::new();
     for i in 0..job.shard_count {
-        let name = format!("{}/_part.json", part_dir(i, job.shard_count));
+        let name = format!("{}/part.json", part_dir(i, job.shard_count));
         match store
             .staged_snapshot_file(KIND, dataset, snapshot, &name)
             .await?

@@ -2,5 +2,6 @@
 
 mod architecture;
 mod crash;
+mod end_to_end;
 mod flights;
 mod python_reader;

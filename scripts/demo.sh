@@ -22,7 +22,7 @@ export FTI_LOG_FORMAT="${FTI_LOG_FORMAT:-text}"
 step "feature-pipeline: check the feature repository"
 "$BIN/feature-pipeline" check examples/flights/features.toml
 
-step "feature-pipeline: compute, validate and commit the four feature groups"
+step "feature-pipeline: compute, validate and commit the feature groups"
 "$BIN/feature-pipeline" run examples/flights/features.toml --store "$STORE"
 
 step "feature-pipeline: re-run the same job (idempotent: exit 99, nothing committed)"
@@ -45,6 +45,16 @@ step "training-pipeline: the registry"
 "$BIN/training-pipeline" history flight_delay --store "$STORE"
 
 echo >&2
+step "inference-pipeline: score every route as of 2001-07-02, export, publish"
+"$BIN/inference-pipeline" score examples/flights/score.toml --store "$STORE" --as-of 2001-07-02
+
+step "inference-pipeline: the published snapshot"
+"$BIN/inference-pipeline" snapshots examples/flights/score.toml --store "$STORE"
+current=$(ls "$STORE"/predictions/route_delay/current/ | tail -n 1)
+snapshot=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot"])' "$STORE/predictions/route_delay/current/$current")
+echo "first predictions (kv.jsonl):" >&2
+head -n 5 "$STORE/predictions/route_delay/snapshots/$snapshot/kv.jsonl" >&2
+
 report=$(find "$STORE/models/flight_delay/files" -name report.html | head -n 1)
 echo "demo store: $STORE (tables under $STORE/tables, models under $STORE/models; layout contract in docs/STORAGE.md)" >&2
 echo "model report: $report" >&2

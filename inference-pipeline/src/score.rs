@@ -209,14 +209,14 @@ async fn plan(store: &Store, job: &ScoreJob) -> Result<Plan> {
         }
         Ok(())
     };
-    let mut spine_inputs = Vec::new();
+    let inputs: Vec<String> = preprocessing
+        .input_names()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     let mut joins = Vec::new();
     for source in sources {
         if source.group == label_group {
-            for c in source.columns.unwrap_or_default() {
-                check_type(&spine, &c)?;
-                spine_inputs.push(c);
-            }
             continue;
         }
         let name = Name::new(NameKind::FeatureGroup, source.group.as_str())?;
@@ -228,11 +228,12 @@ async fn plan(store: &Store, job: &ScoreJob) -> Result<Plan> {
             }
             other => other?,
         };
+        // Without an explicit list: the group's columns the model was trained on.
         let columns = source.columns.unwrap_or_else(|| {
-            snapshot
-                .definition()
-                .feature_columns()
-                .map(|c| c.name.clone())
+            inputs
+                .iter()
+                .filter(|c| snapshot.definition().column(c).is_some())
+                .cloned()
                 .collect()
         });
         for c in &columns {
@@ -262,19 +263,13 @@ async fn plan(store: &Store, job: &ScoreJob) -> Result<Plan> {
             },
         ));
     }
-    let missing: Vec<&str> = preprocessing
-        .input_names()
-        .into_iter()
-        .filter(|n| {
-            !spine_inputs.iter().any(|s| s == n)
-                && !joins.iter().any(|j| j.columns.iter().any(|c| c == n))
-        })
-        .collect();
-    if !missing.is_empty() {
-        return Err(schema_err(format!(
-            "no source provides the inputs {}",
-            missing.join(", ")
-        )));
+    // Every input not joined from a feature group comes from the spine row.
+    let mut spine_inputs = Vec::new();
+    for input in &inputs {
+        if !joins.iter().any(|j: &JoinSource| j.columns.contains(input)) {
+            check_type(&spine, input)?;
+            spine_inputs.push(input.clone());
+        }
     }
     Ok(Plan {
         manifest,
@@ -383,6 +378,12 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
             job.shard_index, job.shard_count
         )));
     }
+    if job.shard_count > 1 && job.as_of.is_none() {
+        return Err(Error::Flag(
+            "--as-of is required with --shard-count > 1: every shard must name the same snapshot"
+                .into(),
+        ));
+    }
     let mut timings = BTreeMap::new();
     let plan = plan(store, job).await?;
     let as_of = job.as_of.unwrap_or_else(|| Utc::now().timestamp_micros());
@@ -449,6 +450,9 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
                     summary.status = RunStatus::AlreadyDone;
                     summary.outcome = "already_published";
                     summary.entities = sealed.num_rows as usize;
+                    // A run killed between the store pointer and the Redis switch left Redis
+                    // behind: finish the switch (a no-op when it is already current).
+                    summary.redis = publish(store, job, &dataset, &snapshot).await?;
                     summary.seconds = started.elapsed().as_secs_f64();
                     return Ok(summary);
                 }
@@ -618,8 +622,11 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
         }
         let scores = plan.model.predict(&transformed.matrix)?;
         let (values, score_columns) = score_outputs(&scores, plan.model.task);
-        if let Some(first) = score_columns.first() {
-            score_profiler.update(&first.1);
+        if let Some((_, numeric)) = score_columns
+            .iter()
+            .find(|(_, a)| a.data_type() == &DataType::Float64)
+        {
+            score_profiler.update(numeric);
         }
         for (i, key) in chunk_keys.iter().enumerate() {
             for e in &mut exports {

@@ -4,4 +4,5 @@ mod architecture;
 mod crash;
 mod end_to_end;
 mod flights;
+mod orchestration;
 mod python_reader;

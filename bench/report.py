@@ -119,7 +119,9 @@ def ratio(a, b):
 
 
 def fr(x):
-    return "–" if x is None else f"{x:.2f}"
+    if x is None:
+        return "–"
+    return f"{x:.2f}" if abs(x) >= 0.1 else f"{x:.2g}"
 
 
 def verdict(r, better="faster", worse="slower"):
@@ -177,6 +179,8 @@ def headline(cases):
         pw, pc, pm = (peer.wall(), peer.cpu(), peer.rss()) if peer else (None, None, None)
         rw = ratio(w, pw)
         pname = peer_name or (f"peer {peer.tags.get('variant', '')}" if peer else "peer: no data")
+        if ours is not None and ours.status():
+            name += f" ({ours.status()})"
         if ours is not None and not ours_ok:
             w_text = ours.status() or "no data"
         else:
@@ -292,6 +296,11 @@ def quality(cases, peer_metadata):
     return table(["model", "ROC AUC", "log loss", "accuracy (p ≥ 0.5)", "AUC − best peer AUC"], out)
 
 
+def paired(cases, side, pair):
+    """Start-up cases of `side` whose `pair` tag (a comma-separated list) names `pair`."""
+    return [c for c in select(cases, kind="startup", side=side) if pair in c.tags.get("pair", "").split(",")]
+
+
 def startup(cases):
     rows = []
     for c in select(cases, kind="startup"):
@@ -299,22 +308,23 @@ def startup(cases):
             rows.append([c.tags.get("side", ""), case_name(c), 0, "–", "–", "–", "–"])
             continue
         p = [r.get("wall_precise_s", r["wall_s"]) * 1000 for r in c.runs]
-        rows.append([c.tags.get("side", ""), case_name(c), len(c.runs), f(c.precise() * 1000, 1),
+        note = "; ".join(x for x in c.status().split("; ") if x and not x.startswith("exit "))
+        rows.append([c.tags.get("side", ""), c.label + (f" ({note})" if note else ""), len(c.runs), f(c.precise() * 1000, 1),
                      f"{min(p):.1f}–{max(p):.1f}", f(c.cpu() * 1000, 0), f(c.rss(), 0)])
     if not rows:
         return "_No start-up records._"
     text = table(["side", "command", "runs", "wall ms (median)", "wall ms min–max", "CPU ms", "max RSS MiB"], rows)
     pairs = []
     for pair, name in (("features", "feature stage"), ("train", "training stage"), ("predict", "inference stage")):
-        ours = [c for c in select(cases, kind="startup", side="ours", pair=pair) if c.ok()]
-        peer = [c for c in select(cases, kind="startup", side="peer", pair=pair) if c.ok()]
+        ours = [c for c in paired(cases, "ours", pair) if c.ok()]
+        peer = [c for c in paired(cases, "peer", pair) if c.ok()]
         if ours and peer:
             o = max(ours, key=lambda c: c.precise())
             p = min(peer, key=lambda c: c.precise())
             r = ratio(o.precise(), p.precise())
             pairs.append([name, f"{o.precise() * 1000:.1f} ({o.label})", f"{p.precise() * 1000:.1f} ({p.label})", fr(r), verdict(r)])
-    helps = [c for c in select(cases, kind="startup", side="ours", pair="none") if c.ok()]
-    bare = one(cases, kind="startup", side="peer", pair="none")
+    helps = [c for c in paired(cases, "ours", "none") if c.ok()]
+    bare = next(iter(paired(cases, "peer", "none")), None)
     if helps and bare is not None and bare.ok():
         o = max(helps, key=lambda c: c.precise())
         r = ratio(o.precise(), bare.precise())
@@ -345,7 +355,8 @@ def scale(cases):
         net = "–"
         if st is not None:
             s = st.precise()
-            net = fr(ratio(c12.wall() - s, c3.wall() - s))
+            if c3.wall() - s > 0.05:
+                net = fr(ratio(c12.wall() - s, c3.wall() - s))
         rows.append([name, f(c3.wall()), f(c12.wall()), fr(rw), net, fr(ratio(c12.cpu(), c3.cpu())),
                      f"{c3.rss():.0f} → {c12.rss():.0f} (×{c12.rss() / c3.rss():.2f})",
                      "linear or better" if rw is not None and rw <= 4.4 else "**super-linear**"])
@@ -394,7 +405,7 @@ def environment(env_dir):
         ["CPU model (/proc/cpuinfo)", read("cpu_model.txt")],
         ["`nproc`", read("nproc.txt")],
         ["kernel", read("uname.txt")],
-        ["code", read("git.txt")],
+        ["code", read("git.txt").replace("\n", " ")],
         ["Rust", read("rust.txt").replace("\n", "; ")],
         ["peer Python", read("peer_python.txt").replace("\n", "; ")],
         ["benchmark settings", read("settings.txt").replace("\n", "; ")],

@@ -42,6 +42,8 @@
 #   FTI_BENCH_OPTS=""                    extra bench.py options, e.g. "--max-wait 0 --attempts 1"
 #                                        (do not wait for / repeat around other load)
 #   FTI_BENCH_SKIP_BUILD=1               skip cargo build; FTI_BENCH_BIN_DIR overrides target/release
+#   FTI_BENCH_DATA_DIR=<repo>/data       where flights-3m.parquet is fetched and flights-12m.parquet made
+#   FTI_BENCH_OUT=bench/RESULTS.md       the report (a copy also goes to the work dir's results/)
 # Exit status: 0 when every case succeeded, 1 when some failed (the report is written anyway
 # and lists them).
 set -euo pipefail
@@ -62,13 +64,14 @@ BENCH_OPTS=${FTI_BENCH_OPTS:-}
 ALL_PARTS="features3m train predict3m features12m predict12m startup synth report"
 PARTS=${FTI_BENCH_PARTS:-$ALL_PARTS}
 BIN=${FTI_BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/release}
+OUT=${FTI_BENCH_OUT:-$HERE/RESULTS.md}
 
 RESULTS=$W/results
 RES=$RESULTS/results.jsonl
 ENV_DIR=$RESULTS/env
 OURS=$W/ours
 PEERW=$W/peer
-DATA=$REPO/data
+DATA=${FTI_BENCH_DATA_DIR:-$REPO/data}
 SRC3=$DATA/flights-3m.parquet
 SRC12=$DATA/flights-12m.parquet
 PY3=$(command -v python3)
@@ -139,7 +142,7 @@ cat "$ENV_DIR/peer_python.txt" >&2; echo >&2
 
 # ------------------------------------------------------------------------------------- data
 step "data"
-bash "$REPO/scripts/fetch-flights.sh" >/dev/null
+FTI_DATA_DIR="$DATA" bash "$REPO/scripts/fetch-flights.sh" >/dev/null
 if [ ! -s "$SRC12" ]; then
     "$VPY" "$PEER/make_scaled.py" "$SRC3" "$DATA/.flights-12m.parquet.part" 4
     mv "$DATA/.flights-12m.parquet.part" "$SRC12"
@@ -166,7 +169,7 @@ esac
 # The peer: store removed before each run too (it would overwrite in place).
 features() {  # features 3m|12m SOURCE
     local data=$1 src=$2 up
-    up=$(echo "$data" | tr a-z A-Z)
+    up=${data^^}
     step "features, $up rows"
     ours "features $up / ours" --tag kind=stage --tag stage=features --tag data="$data" --tag variant=rust \
         --tag startup="startup: feature-pipeline run (already committed, exit 99)" \
@@ -179,7 +182,7 @@ features() {  # features 3m|12m SOURCE
             -- "${PEER_FTI[@]}" features --impl "$impl" --source "$src" --store "$PEERW/store-$data-$impl"
     done
 }
-want features3m && features 3m "$SRC3"
+if want features3m; then features 3m "$SRC3"; fi
 
 # ------------------------------------------------------------------------------ train, 3M
 # Ours: each run trains into a fresh copy of the 3M feature store (an identical run would be
@@ -194,11 +197,11 @@ if want train; then
             --setup "rm -rf '$OURS/train-$m' && cp -a '$OURS/feat-3m' '$OURS/train-$m'" \
             -- "$TP" train "$EX/$spec" --store "$OURS/train-$m"
     done
-    rm -rf "$PEERW/store-3m-polars/models"
+    rm -rf "$PEERW/store-3m-polars/models" "$RESULTS/peer_model_metadata.json"
     peer "train 3M / peer logreg+rf" --tag kind=stage --tag stage=train --tag data=3m --tag variant=logreg+rf \
         -- "${PEER_FTI[@]}" train --store "$PEERW/store-3m-polars"
-    latest=$(ls -d "$PEERW"/store-3m-polars/models/flight_delay/v* 2>/dev/null | sort -V | tail -1 || true)
-    [ -n "$latest" ] && cp "$latest/metadata.json" "$RESULTS/peer_model_metadata.json"
+    latest=$(find "$PEERW/store-3m-polars/models/flight_delay" -maxdepth 1 -name "v*" -type d 2>/dev/null | sort -V | tail -1 || true)
+    if [ -n "$latest" ]; then cp "$latest/metadata.json" "$RESULTS/peer_model_metadata.json"; fi
 fi
 
 # ------------------------------------------------------------------------ batch inference
@@ -206,8 +209,8 @@ fi
 # version, as-of, config and table versions; a re-run would be skipped with exit 99). Exit 7
 # (monitoring thresholds failed, nothing published) is accepted but flagged in the report.
 predict() {  # predict 3m|12m
-    local data=$1 up asof store
-    up=$(echo "$data" | tr a-z A-Z)
+    local data=$1 up asof store_setup
+    up=${data^^}
     step "batch inference, $up rows"
     if [ "$data" = 3m ]; then
         asof=$ASOF3
@@ -227,9 +230,9 @@ predict() {  # predict 3m|12m
         --tag startup="startup: peer train/predict imports" \
         -- "${PEER_FTI[@]}" predict --store "$PEERW/store-$data-polars"
 }
-want predict3m && predict 3m
-want features12m && features 12m "$SRC12"
-want predict12m && predict 12m
+if want predict3m; then predict 3m; fi
+if want features12m; then features 12m "$SRC12"; fi
+if want predict12m; then predict 12m; fi
 
 # --------------------------------------------------------------------------------- start-up
 if want startup; then
@@ -248,13 +251,12 @@ if want startup; then
     ours "startup: inference-pipeline score (already published, exit 99)" "${st[@]}" --tag pair=predict --ok-exit 99 \
         -- "$IP" score "$EX/score.toml" --store "$OURS/noop-score" --as-of "$ASOF3" --model latest
     peer "startup: python -c pass" "${st[@]}" --tag pair=none -- "$VPY" -c pass
-    peer "startup: peer fti_peer.py --help" "${st[@]}" --tag pair=none2 -- "${PEER_FTI[@]}" --help
+    peer "startup: peer fti_peer.py --help" "${st[@]}" --tag pair=other -- "${PEER_FTI[@]}" --help
     peer "startup: peer features/polars imports" "${st[@]}" --tag pair=features -- "$VPY" -c "import polars"
     peer "startup: peer features/pandas imports" "${st[@]}" --tag pair=features -- "$VPY" -c "import numpy, pandas, pyarrow.parquet"
     peer "startup: peer features/duckdb imports" "${st[@]}" --tag pair=features -- "$VPY" -c "import duckdb"
     imports="import joblib, numpy, polars, sklearn.ensemble, sklearn.impute, sklearn.linear_model, sklearn.metrics, sklearn.pipeline, sklearn.preprocessing"
-    peer "startup: peer train/predict imports" "${st[@]}" --tag pair=train -- "$VPY" -c "$imports"
-    peer "startup: peer predict imports" "${st[@]}" --tag pair=predict -- "$VPY" -c "$imports"
+    peer "startup: peer train/predict imports" "${st[@]}" --tag pair=train,predict -- "$VPY" -c "$imports"
 fi
 
 # -------------------------------------------------------- inference memory vs entity count
@@ -279,13 +281,13 @@ fi
 date -u '+%Y-%m-%d %H:%M:%S UTC' > "$ENV_DIR/date_end.txt"
 if want report; then
     step "report"
-    "$PY3" "$HERE/report.py" "$RES" --out "$HERE/RESULTS.md" --env "$ENV_DIR" \
+    "$PY3" "$HERE/report.py" "$RES" --out "$OUT" --env "$ENV_DIR" \
         --peer-metadata "$RESULTS/peer_model_metadata.json"
-    cp "$HERE/RESULTS.md" "$RESULTS/RESULTS.md"
+    cp "$OUT" "$RESULTS/RESULTS.md"
 fi
 
 if [ "${#FAILED[@]}" -gt 0 ]; then
     printf '\n!! %d case(s) failed: %s\n' "${#FAILED[@]}" "$(IFS=';'; echo "${FAILED[*]}")" >&2
     exit 1
 fi
-echo "done: $HERE/RESULTS.md (records: $RES)" >&2
+echo "done: $OUT (records: $RES)" >&2

@@ -178,12 +178,16 @@ impl RedisTarget {
                 self.history_key()
             ),
         })?;
+        // The previous snapshot moves to the front; the rolled-back one stays in the list so
+        // pruning still reclaims its keys later.
         let (current, history_key) = (self.current_key(), self.history_key());
         let mut pipe = redis::pipe();
         pipe.atomic()
             .set(&current, &previous)
             .ignore()
-            .lrem(&history_key, 1, &history[0])
+            .lrem(&history_key, 0, &previous)
+            .ignore()
+            .lpush(&history_key, &previous)
             .ignore();
         pipe.query_async::<()>(&mut self.conn)
             .await

@@ -33,7 +33,13 @@ fn flights_demo_features_match_a_direct_recomputation() {
         .collect();
     assert_eq!(
         groups,
-        ["destination_7d", "labels", "origin_7d", "route_28d"]
+        [
+            "destination_7d",
+            "labels",
+            "origin_7d",
+            "route_28d",
+            "route_context"
+        ]
     );
 
     let check = Command::new(python)

@@ -172,14 +172,14 @@ def headline(cases):
 
     def add(name, ours, peers, peer_name=None):
         peer = fastest(peers)
-        if ours is None and peer is None:
+        if ours is None:  # not measured in this sitting
             return
         ours_ok = ours is not None and ours.ok()
         w, c, m = (ours.wall(), ours.cpu(), ours.rss()) if ours_ok else (None, None, None)
         pw, pc, pm = (peer.wall(), peer.cpu(), peer.rss()) if peer else (None, None, None)
         rw = ratio(w, pw)
         pname = peer_name or (f"peer {peer.tags.get('variant', '')}" if peer else "peer: no data")
-        if ours is not None and ours.status():
+        if ours_ok and ours.status():
             name += f" ({ours.status()})"
         if ours is not None and not ours_ok:
             w_text = ours.status() or "no data"
@@ -410,6 +410,8 @@ def environment(env_dir):
         ["peer Python", read("peer_python.txt").replace("\n", "; ")],
         ["benchmark settings", read("settings.txt").replace("\n", "; ")],
     ]
+    if (d / "reruns.txt").exists():
+        rows.insert(1, ["parts re-measured later (FTI_BENCH_PARTS)", read("reruns.txt").replace("\n", "; ")])
     text = table(["", ""], rows)
     text += "\n\n`free -g`:\n\n```\n" + read("free.txt") + "\n```"
     return text

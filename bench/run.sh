@@ -2,10 +2,11 @@
 # Side-by-side benchmark of the three FTI pipeline binaries against the Python peer
 # (shared/peer/), in one sitting on this machine; writes bench/RESULTS.md.
 #
-#   bash bench/run.sh                              # everything (about 25-40 min on 2 idle cores, plus the build)
+#   bash bench/run.sh                              # everything (about 30-45 min on 2 idle cores, plus the build)
 #   FTI_BENCH_RUNS=1 bash bench/run.sh             # one run per case (quicker, noisier)
 #   FTI_BENCH_SKIP_BUILD=1 bash bench/run.sh       # use the release binaries already built
 #   FTI_BENCH_PARTS="train report" bash bench/run.sh   # re-measure some parts, keep the other records
+#   bash bench/selftest.sh                         # check this harness on stub binaries (no build, ~1 min)
 #
 # What it does:
 #   1. records the machine (nproc, free -g, CPU model, kernel, date, versions, git commit);
@@ -97,15 +98,44 @@ bench() {
 ours() { bench "$1" --tag side=ours "${@:2}"; }
 peer() { bench "$1" --tag side=peer "${@:2}"; }
 
-mkdir -p "$W" "$OURS" "$PEERW" "$ENV_DIR"
-[ "$PARTS" = "$ALL_PARTS" ] && rm -f "$RES" && rm -rf "$RESULTS/logs"
+report() {
+    date -u '+%Y-%m-%d %H:%M:%S UTC' > "$ENV_DIR/date_end.txt"
+    "$PY3" "$HERE/report.py" "$RES" --out "$OUT" --env "$ENV_DIR" \
+        --peer-metadata "$RESULTS/peer_model_metadata.json"
+    cp "$OUT" "$RESULTS/RESULTS.md"
+    REPORTED=1
+}
+REPORTED=0
+# An unexpected error part-way (not a failed case: those are recorded and skipped) still leaves
+# a report of what was measured.
+on_exit() {
+    local rc=$?
+    if [ "$rc" -ne 0 ] && [ "$REPORTED" = 0 ] && want report && [ -s "$RES" ]; then
+        echo "!! aborted (exit $rc); writing a partial report" >&2
+        report || true
+    fi
+}
+case "$SCORE_MODEL" in
+    gbm | logreg | rf) ;;
+    *) echo "FTI_BENCH_SCORE_MODEL must be gbm, logreg or rf" >&2; exit 2 ;;
+esac
 for p in $PARTS; do
     [[ " $ALL_PARTS " == *" $p "* ]] || { echo "unknown part $p (known: $ALL_PARTS)" >&2; exit 2; }
 done
+trap on_exit EXIT
+
+mkdir -p "$W" "$OURS" "$PEERW" "$ENV_DIR"
+if [ "$PARTS" = "$ALL_PARTS" ]; then
+    rm -rf "$RES" "$RESULTS/logs" "${ENV_DIR:?}"/*
+fi
 
 # ---------------------------------------------------------------------------------- machine
 step "machine"
-date -u '+%Y-%m-%d %H:%M:%S UTC' > "$ENV_DIR/date_start.txt"
+if [ "$PARTS" = "$ALL_PARTS" ] || [ ! -s "$ENV_DIR/date_start.txt" ]; then
+    date -u '+%Y-%m-%d %H:%M:%S UTC' > "$ENV_DIR/date_start.txt"
+else
+    echo "$(date -u '+%Y-%m-%d %H:%M:%S UTC'): re-measured $PARTS" >> "$ENV_DIR/reruns.txt"
+fi
 nproc > "$ENV_DIR/nproc.txt"
 free -g > "$ENV_DIR/free.txt"
 { grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; } > "$ENV_DIR/cpu_model.txt" || echo unknown > "$ENV_DIR/cpu_model.txt"
@@ -157,11 +187,6 @@ ASOF3=$(as_of "$SRC3")
 ASOF12=$(as_of "$SRC12")
 echo "3M: $SRC3 (as of $ASOF3); 12M: $SRC12 (as of $ASOF12)" >&2
 
-case "$SCORE_MODEL" in
-    gbm) SCORE_SPEC=model.toml ;; logreg) SCORE_SPEC=model-logreg.toml ;; rf) SCORE_SPEC=model-rf.toml ;;
-    *) echo "FTI_BENCH_SCORE_MODEL must be gbm, logreg or rf" >&2; exit 2 ;;
-esac
-: "$SCORE_SPEC"
 
 # ----------------------------------------------------------------------- features, 3M rows
 # Ours: a fresh store per run (the idempotency key of a commit is derived from config, group,
@@ -264,7 +289,12 @@ if want synth; then
     for n in $ENTITIES; do
         step "synthetic scoring: $n entities"
         d=$W/synth/n$n
-        rm -rf "$d" && "$VPY" "$HERE/synth.py" --entities "$n" --out "$d" >&2
+        rm -rf "$d"
+        if ! "$VPY" "$HERE/synth.py" --entities "$n" --out "$d" >&2; then
+            echo "!! bench/synth.py failed for $n entities; skipping" >&2
+            FAILED+=("synthetic $n: generate")
+            continue
+        fi
         sasof=$(cat "$d/as_of.txt")
         ours "synthetic $n: features (setup)" --runs 1 --tag kind=synth --tag entities="$n" --tag step=features \
             --setup "rm -rf '$d/store'" -- "$FP" run "$d/features.toml" --store "$d/store"
@@ -278,12 +308,9 @@ if want synth; then
 fi
 
 # ----------------------------------------------------------------------------------- report
-date -u '+%Y-%m-%d %H:%M:%S UTC' > "$ENV_DIR/date_end.txt"
 if want report; then
     step "report"
-    "$PY3" "$HERE/report.py" "$RES" --out "$OUT" --env "$ENV_DIR" \
-        --peer-metadata "$RESULTS/peer_model_metadata.json"
-    cp "$OUT" "$RESULTS/RESULTS.md"
+    report
 fi
 
 if [ "${#FAILED[@]}" -gt 0 ]; then

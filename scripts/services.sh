@@ -170,9 +170,14 @@ do_start() {
     # Whatever an earlier `start` left running goes first (fresh state every start).
     do_stop
 
-    # Refuse to start on a busy port: weed would silently move elsewhere.
-    local port
+    # Refuse to start on a busy port: weed would silently move elsewhere. A server we just
+    # stopped can hold its ports for a few seconds more, so wait up to 20 s for them first.
+    local port waited=0
     for port in "${WEED_PORTS[@]}" "$REDIS_PORT"; do
+        while port_busy "$port" && [ "$waited" -lt 20 ]; do
+            sleep 1
+            waited=$((waited + 1))
+        done
         if port_busy "$port"; then
             log "ERROR: port $HOST:$port is already in use (by another process, not ours)."
             if command -v ss >/dev/null; then ss -ltnp "sport = :$port" >&2 || true; fi

@@ -209,3 +209,29 @@ async fn drift_rule_compares_with_the_previous_version() {
         "the drifted data was not committed"
     );
 }
+
+#[tokio::test]
+async fn json_lines_and_parquet_sources_give_the_same_table() {
+    let events = leaky_events();
+    let csv = Fixture::new(WINDOW_CONFIG, &[("events.csv", &events_csv(&events))]);
+    build_features(&csv.store, &csv.job()).await.unwrap();
+    let expected = rows(&csv.store, "trailing", VersionSpec::Latest).await;
+
+    let mut jsonl = String::new();
+    for (key, day, value) in &events {
+        let date =
+            chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Duration::days(*day);
+        jsonl.push_str(&format!(
+            "{{\"key\": \"{key}\", \"ts\": \"{date}T12:00:00\", \"value\": {value:?}}}\n"
+        ));
+    }
+    let config = WINDOW_CONFIG
+        .replace("format = \"csv\"", "format = \"jsonl\"")
+        .replace("path = \"events.csv\"", "path = \"events.jsonl\"");
+    let json = Fixture::new(&config, &[("events.jsonl", &jsonl)]);
+    build_features(&json.store, &json.job()).await.unwrap();
+    assert_eq!(
+        rows(&json.store, "trailing", VersionSpec::Latest).await,
+        expected
+    );
+}

@@ -170,3 +170,79 @@ async fn every_classifier_trains_and_reports_probabilities() {
         assert_eq!(summary.baseline["roc_auc"], 0.5);
     }
 }
+
+#[tokio::test]
+async fn multiclass_and_regression_work_by_spec_alone() {
+    let store = store().await;
+    let multiclass = spec("gbm", "iterations = 30", GOOD)
+        .replace("task = \"binary\"", "task = \"multiclass\"")
+        .replace("column = \"label\"", "column = \"tier\"")
+        .replace(
+            "metric = \"roc_auc\"\nmin = 0.5",
+            "metric = \"accuracy\"\nmin = 0.5",
+        )
+        .replace(
+            "[gate.champion]\nmetric = \"roc_auc\"",
+            "[gate.champion]\nmetric = \"accuracy\"",
+        );
+    for algorithm in ["gbm", "logistic_regression", "random_forest"] {
+        let text = multiclass
+            .replace("name = \"gbm\"", &format!("name = \"{algorithm}\""))
+            .replace(
+                "iterations = 30",
+                if algorithm == "random_forest" {
+                    "n_trees = 6\nmax_depth = 6"
+                } else if algorithm == "gbm" {
+                    "iterations = 30"
+                } else {
+                    ""
+                },
+            );
+        let mut j = job(&text);
+        j.dry_run = true;
+        let s = train_model(&store, &j).await.unwrap();
+        assert!(
+            s.metrics["accuracy"] > s.baseline["accuracy"] + 0.2,
+            "{algorithm}: {:?} vs {:?}",
+            s.metrics,
+            s.baseline
+        );
+        assert!(
+            s.metrics["macro_f1"] > 0.5 && s.metrics["log_loss"].is_finite(),
+            "{algorithm}: {:?}",
+            s.metrics
+        );
+    }
+    let regression = spec("gbm", "iterations = 40", GOOD)
+        .replace("task = \"binary\"", "task = \"regression\"")
+        .replace("column = \"label\"", "column = \"amount\"")
+        .replace(
+            "metric = \"roc_auc\"\nmin = 0.5",
+            "metric = \"r2\"\nmin = 0.5",
+        )
+        .replace(
+            "[gate.champion]\nmetric = \"roc_auc\"",
+            "[gate.champion]\nmetric = \"rmse\"",
+        );
+    for (algorithm, params) in [
+        ("gbm", "iterations = 40"),
+        ("linear", ""),
+        ("ridge", "alpha = 0.1"),
+        ("random_forest", "n_trees = 6\nmax_depth = 6"),
+        ("knn", "k = 10"),
+    ] {
+        let text = regression
+            .replace("name = \"gbm\"", &format!("name = \"{algorithm}\""))
+            .replace("iterations = 40", params);
+        let mut j = job(&text);
+        j.dry_run = true;
+        let s = train_model(&store, &j).await.unwrap();
+        assert!(s.metrics["r2"] > 0.9, "{algorithm}: {:?}", s.metrics);
+        assert!(
+            s.metrics["rmse"] < s.baseline["rmse"] / 2.0,
+            "{algorithm}: {:?} vs {:?}",
+            s.metrics,
+            s.baseline
+        );
+    }
+}

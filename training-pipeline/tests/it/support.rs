@@ -94,6 +94,7 @@ pub async fn store_with(data: Data) -> Store {
     )
     .await;
     let (mut id, mut ent, mut ts, mut label, mut noise) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut tier, mut amount) = (vec![], vec![]);
     let mut n = 0i64;
     for d in 0..60 {
         for (e, name) in entities.iter().enumerate() {
@@ -108,6 +109,18 @@ pub async fn store_with(data: Data) -> Store {
                     (signal(e, d) > 0.5) != flip
                 });
                 noise.push(((n * 31) % 101) as f64);
+                let sig = signal(e, d);
+                tier.push(
+                    if sig < 0.34 {
+                        "low"
+                    } else if sig < 0.67 {
+                        "mid"
+                    } else {
+                        "high"
+                    }
+                    .to_string(),
+                );
+                amount.push(10.0 * sig + ((n * 13) % 7) as f64 / 10.0);
                 n += 1;
             }
         }
@@ -124,6 +137,8 @@ pub async fn store_with(data: Data) -> Store {
                 col("ts", "timestamp[us]", false),
                 col("label", "bool", true),
                 col("noise", "double", true),
+                col("tier", "string", true),
+                col("amount", "double", true),
             ],
         ),
         vec![
@@ -132,6 +147,8 @@ pub async fn store_with(data: Data) -> Store {
             Arc::new(TimestampMicrosecondArray::from(ts)),
             Arc::new(BooleanArray::from(label)),
             Arc::new(Float64Array::from(noise)),
+            Arc::new(StringArray::from(tier)),
+            Arc::new(Float64Array::from(amount)),
         ],
     )
     .await;

@@ -48,6 +48,12 @@ pub enum Error {
     Storage(#[from] storage::Error),
 }
 
+impl fti_runtime::ExitError for Error {
+    fn exit(&self) -> Exit {
+        Error::exit(self)
+    }
+}
+
 impl Error {
     /// The exit code an orchestrator acts on.
     pub fn exit(&self) -> Exit {

@@ -252,7 +252,7 @@ async fn plan(store: &Store, job: &ScoreJob) -> Result<Plan> {
             .max_age
             .or(default_age.clone())
             .as_deref()
-            .and_then(parse_duration_us);
+            .and_then(fti_runtime::parse_duration_us);
         joins.push(JoinSource::new(
             snapshot,
             columns,
@@ -284,21 +284,6 @@ async fn plan(store: &Store, job: &ScoreJob) -> Result<Plan> {
             max_age_us: None,
         },
     })
-}
-
-fn parse_duration_us(s: &str) -> Option<i64> {
-    let (number, unit) = s
-        .trim()
-        .split_at(s.trim().find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = number.parse().ok()?;
-    let secs = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        "s" => 1,
-        _ => return None,
-    };
-    Some(n * secs * 1_000_000)
 }
 
 /// FNV-1a: a stable hash of an entity key, for shard assignment (documented, language-neutral).
@@ -388,31 +373,12 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
     let plan = plan(store, job).await?;
     let as_of = job.as_of.unwrap_or_else(|| Utc::now().timestamp_micros());
     let dataset = Name::new(NameKind::Dataset, cfg.output.dataset.as_str())?;
-    let mut feature_versions = vec![ObjectRef::Table {
-        name: plan.spine.table.to_string(),
-        version: plan.spine.version,
-    }];
-    feature_versions.extend(plan.joins.iter().map(|j| ObjectRef::Table {
-        name: j.snapshot.table.to_string(),
-        version: j.snapshot.version,
-    }));
-    let versions_text = feature_versions
-        .iter()
-        .map(|r| match r {
-            ObjectRef::Table { name, version } => format!("{name}@{version}"),
-            other => format!("{other:?}"),
-        })
-        .collect::<Vec<_>>()
-        .join(",");
-    let snapshot_hash = fti_runtime::hash_parts([
-        plan.manifest.model.as_str().as_bytes(),
-        plan.manifest.version.to_string().as_bytes(),
-        as_of.to_string().as_bytes(),
-        job.config.text.as_bytes(),
-        versions_text.as_bytes(),
-        job.shard_count.to_string().as_bytes(),
-    ]);
-    let snapshot = Name::new(NameKind::Snapshot, format!("s-{}", &snapshot_hash[..16]))?;
+    let Identity {
+        snapshot,
+        hash: snapshot_hash,
+        feature_versions,
+        versions_text,
+    } = identity(&plan, job, as_of)?;
     let run_id = job
         .run_id
         .clone()
@@ -944,6 +910,22 @@ pub async fn snapshot_for(
     let as_of = job.as_of.ok_or_else(|| {
         Error::Flag("--as-of is required to name the snapshot of a sharded run".into())
     })?;
+    let dataset = Name::new(NameKind::Dataset, job.config.config.output.dataset.as_str())?;
+    let id = identity(&plan, job, as_of)?;
+    let (snapshot, feature_versions) = (id.snapshot, id.feature_versions);
+    Ok((plan.manifest, dataset, snapshot, feature_versions))
+}
+
+/// What names a scoring job's snapshot: the model version, the as-of time, the config and the
+/// exact table versions (and the shard count, so every shard names the same snapshot).
+struct Identity {
+    snapshot: Name,
+    hash: String,
+    feature_versions: Vec<ObjectRef>,
+    versions_text: String,
+}
+
+fn identity(plan: &Plan, job: &ScoreJob, as_of: i64) -> Result<Identity> {
     let mut feature_versions = vec![ObjectRef::Table {
         name: plan.spine.table.to_string(),
         version: plan.spine.version,
@@ -968,9 +950,13 @@ pub async fn snapshot_for(
         versions_text.as_bytes(),
         job.shard_count.to_string().as_bytes(),
     ]);
-    let dataset = Name::new(NameKind::Dataset, job.config.config.output.dataset.as_str())?;
     let snapshot = Name::new(NameKind::Snapshot, format!("s-{}", &hash[..16]))?;
-    Ok((plan.manifest, dataset, snapshot, feature_versions))
+    Ok(Identity {
+        snapshot,
+        hash,
+        feature_versions,
+        versions_text,
+    })
 }
 
 /// Values for the exports and score columns for the predictions table.

@@ -114,25 +114,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli.log.init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return Exit::Internal.into();
-        }
-    };
-    match runtime.block_on(run(cli.command)) {
-        Ok(exit) => exit.into(),
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("error: {e}");
-            e.exit().into()
-        }
-    }
+    fti_runtime::run_main(&cli.log, run(cli.command))
 }
 
 fn print(value: &serde_json::Value) {

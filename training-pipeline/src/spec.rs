@@ -198,17 +198,7 @@ pub fn metrics_for(task: Task) -> &'static [&'static str] {
 
 /// Parses durations like "7d", "36h", "90m", "45s".
 pub fn parse_duration_us(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = number.parse().ok()?;
-    let seconds = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        "s" => 1,
-        _ => return None,
-    };
-    Some(n * seconds * 1_000_000)
+    fti_runtime::parse_duration_us(s)
 }
 
 /// A loaded spec with its text (for hashing) and path (for messages).

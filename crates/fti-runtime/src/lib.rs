@@ -135,3 +135,76 @@ pub fn hash_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
 pub fn print_summary(summary: &serde_json::Value) {
     println!("{summary}");
 }
+
+/// Errors that know their exit code: each pipeline's error type.
+pub trait ExitError: std::fmt::Display {
+    fn exit(&self) -> Exit;
+}
+
+/// The whole `main` of a pipeline binary after flag parsing: set up logging, run `work` on a
+/// multi-threaded runtime, print an error once, and turn the outcome into the exit code.
+pub fn run_main<E: ExitError>(
+    log: &LogArgs,
+    work: impl std::future::Future<Output = Result<Exit, E>>,
+) -> ExitCode {
+    log.init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Internal.into();
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(exit) => exit.into(),
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            e.exit().into()
+        }
+    }
+}
+
+/// Parses a time given on the command line or in a config: `YYYY-MM-DD`,
+/// `YYYY-MM-DDTHH:MM:SS` (naive, read as UTC) or RFC 3339; microseconds since the epoch.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_micros());
+    }
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S") {
+        return Ok(t.and_utc().timestamp_micros());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_micros());
+    }
+    Err(format!(
+        "cannot parse time {s:?}: use YYYY-MM-DD, YYYY-MM-DDTHH:MM:SS or RFC 3339"
+    ))
+}
+
+/// Parses a duration like `7d`, `36h`, `90m`, `45s` to microseconds.
+///
+/// ```
+/// assert_eq!(fti_runtime::parse_duration_us("2d"), Some(172_800_000_000));
+/// assert_eq!(fti_runtime::parse_duration_us("2 weeks"), None);
+/// ```
+pub fn parse_duration_us(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: i64 = number.parse().ok()?;
+    let seconds = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return None,
+    };
+    n.checked_mul(seconds * 1_000_000)
+}

@@ -263,3 +263,203 @@ async fn flights_end_to_end_on_s3() {
     };
     flights_end_to_end(&url, "s3").await;
 }
+
+/// Day one, then a second day appended incrementally; a weaker retrain is rejected by the gate
+/// and scoring keeps using the champion; a bad export is rolled back.
+async fn second_day_rejected_retrain_and_rollback(store_url: &str) {
+    let python = tests::python().expect("python");
+    let dir = tempfile::tempdir().unwrap();
+    let day_one = dir.path().join("flights-day-one.parquet");
+    let full = tests::workspace_root().join("examples/flights/data/flights-demo.parquet");
+    // Day one: everything before 2001-06-30.
+    let cut = Command::new(python)
+        .args(["-c", "import sys, datetime, pyarrow.parquet as pq, pyarrow.compute as pc; t = pq.read_table(sys.argv[1]); pq.write_table(t.filter(pc.less(t['date'], datetime.datetime(2001, 6, 30))), sys.argv[2], compression='zstd')"])
+        .arg(&full)
+        .arg(&day_one)
+        .env("ARROW_DEFAULT_MEMORY_POOL", "system")
+        .output()
+        .unwrap();
+    assert!(
+        cut.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    let s = store_url;
+    let source = format!("flights={}", day_one.display());
+    let full_source = format!("flights={}", full.display());
+    let config = tests::workspace_root()
+        .join("examples/flights/score.toml")
+        .display()
+        .to_string();
+
+    ok(
+        &run(
+            "feature-pipeline",
+            &[
+                "run",
+                "examples/flights/features.toml",
+                "--store",
+                s,
+                "--source",
+                &source,
+            ],
+            &[],
+        ),
+        0,
+    );
+    let first = ok(
+        &run(
+            "training-pipeline",
+            &[
+                "train",
+                "examples/flights/model.toml",
+                "--store",
+                s,
+                "--promote",
+            ],
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(first["version"], 1);
+    let score_a = ok(
+        &run(
+            "inference-pipeline",
+            &["score", &config, "--store", s, "--as-of", "2001-06-30"],
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(score_a["model_version"], 1);
+
+    // The second day arrives: only its range is recomputed and replaced.
+    let day_two = ok(
+        &run(
+            "feature-pipeline",
+            &[
+                "run",
+                "examples/flights/features.toml",
+                "--store",
+                s,
+                "--source",
+                &full_source,
+                "--from",
+                "2001-06-30",
+                "--to",
+                "2001-07-03",
+            ],
+            &[],
+        ),
+        0,
+    );
+    let labels = day_two["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "labels")
+        .unwrap();
+    assert_eq!(
+        (labels["status"].as_str(), labels["version"].as_u64()),
+        (Some("committed"), Some(2))
+    );
+    let history = ok(
+        &run(
+            "feature-pipeline",
+            &["history", "labels", "--store", s],
+            &[],
+        ),
+        0,
+    );
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(versions[1]["operation"]["kind"], "replace_range");
+    assert!(
+        versions[1]["rows"].as_u64() > versions[0]["rows"].as_u64(),
+        "the new day's flights were added"
+    );
+
+    // A weaker challenger (logistic regression) is registered as rejected; the champion stays.
+    let challenger = run(
+        "training-pipeline",
+        &[
+            "train",
+            "examples/flights/model-logreg.toml",
+            "--store",
+            s,
+            "--promote",
+        ],
+        &[],
+    );
+    let challenger = ok(&challenger, 4);
+    assert_eq!(
+        (
+            challenger["verdict"].as_str(),
+            challenger["version"].as_u64()
+        ),
+        (Some("rejected"), Some(2))
+    );
+    let champion = ok(
+        &run(
+            "training-pipeline",
+            &["show", "flight_delay", "champion", "--store", s],
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(champion["version"], 1);
+
+    // Scoring the new day still uses the champion.
+    let score_b = ok(
+        &run(
+            "inference-pipeline",
+            &["score", &config, "--store", s, "--as-of", "2001-07-02"],
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(score_b["model_version"], 1);
+    assert_ne!(score_b["snapshot"], score_a["snapshot"]);
+
+    // The new export is rolled back: the day-one snapshot is current again.
+    let rolled = ok(
+        &run(
+            "inference-pipeline",
+            &["rollback", &config, "--store", s, "--reason", "e2e"],
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(rolled["current"], score_a["snapshot"]);
+    let alias_history = ok(
+        &run(
+            "training-pipeline",
+            &["history", "flight_delay", "--store", s],
+            &[],
+        ),
+        0,
+    );
+    assert_eq!(
+        alias_history["moves"].as_array().unwrap().len(),
+        1,
+        "the rejected model never moved the alias"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_day_on_the_local_filesystem() {
+    if tests::python().is_none() {
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    second_day_rejected_retrain_and_rollback(&store.path().display().to_string()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_day_on_s3() {
+    let Some(url) = tests::s3_url("second-day") else {
+        return;
+    };
+    if tests::python().is_none() {
+        return;
+    }
+    second_day_rejected_retrain_and_rollback(&url).await;
+}

@@ -116,11 +116,12 @@ pub enum Fitted {
     LogisticRegression {
         model: Box<Lr>,
     },
+    /// The trees of smartcore forests, with class frequencies in their leaves.
     RandomForest {
-        forests: Vec<Forest>,
+        trees: Vec<ProbabilityTree>,
     },
     DecisionTree {
-        model: Box<Tree>,
+        tree: ProbabilityTree,
     },
     Knn {
         model: Box<Knn>,
@@ -450,7 +451,19 @@ impl Model {
                         Forest::fit(&xm, &labels, parameters).map_err(fail(algorithm))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                Fitted::RandomForest { forests }
+                let mut trees = Vec::new();
+                for forest in &forests {
+                    let value =
+                        serde_json::to_value(forest).map_err(|e| Error::Artifact(e.to_string()))?;
+                    for tree in value["trees"].as_array().into_iter().flatten() {
+                        trees.push(tree.clone());
+                    }
+                }
+                let trees = trees
+                    .par_iter()
+                    .map(|t| ProbabilityTree::from_smartcore(t, x, &labels, classes.len()))
+                    .collect::<Result<Vec<_>>>()?;
+                Fitted::RandomForest { trees }
             }
             ("decision_tree", Task::Regression) => {
                 let tp: TreeParams = params(algorithm, p)?;
@@ -475,8 +488,11 @@ impl Model {
                     parameters = parameters.with_max_depth(depth);
                 }
                 parameters.seed = Some(seed);
+                let tree = Tree::fit(&xm, &labels, parameters).map_err(f)?;
+                let value =
+                    serde_json::to_value(&tree).map_err(|e| Error::Artifact(e.to_string()))?;
                 Fitted::DecisionTree {
-                    model: Box::new(Tree::fit(&xm, &labels, parameters).map_err(f)?),
+                    tree: ProbabilityTree::from_smartcore(&value, x, &labels, classes.len())?,
                 }
             }
             ("knn", Task::Regression) => {
@@ -628,51 +644,24 @@ impl Model {
                         .collect(),
                 )
             }
-            Fitted::RandomForest { forests } => {
-                let xm = dense(x)?;
-                // Average of the trees' class probabilities (as scikit-learn does); the trees
-                // are read from the forests' serialised form, their only public view.
-                let mut sum = vec![0.0; x.rows * k];
-                let mut n_trees = 0usize;
-                for forest in forests {
-                    let value =
-                        serde_json::to_value(forest).map_err(|e| Error::Artifact(e.to_string()))?;
-                    let trees: Vec<Tree> = serde_json::from_value(value["trees"].clone())
-                        .map_err(|e| Error::Artifact(format!("forest trees: {e}")))?;
-                    let partial: Vec<Vec<f64>> = trees
-                        .par_iter()
-                        .map(|tree| {
-                            let p = tree.predict_proba(&xm).map_err(fail(algorithm))?;
-                            Ok((0..x.rows)
-                                .flat_map(|r| (0..k).map(move |c| (r, c)))
-                                .map(|(r, c)| *p.get((r, c)))
-                                .collect())
-                        })
-                        .collect::<Result<_>>()?;
-                    for tree_probs in partial {
-                        for (s, v) in sum.iter_mut().zip(tree_probs) {
-                            *s += v;
+            Fitted::RandomForest { trees } => {
+                // The mean of the trees' leaf class frequencies, as scikit-learn's forests do.
+                let rows: Vec<Vec<f64>> = (0..x.rows)
+                    .into_par_iter()
+                    .map(|r| {
+                        let mut sum = vec![0.0; k];
+                        for tree in trees {
+                            for (s, p) in sum.iter_mut().zip(tree.leaf(x.row(r))) {
+                                *s += p;
+                            }
                         }
-                        n_trees += 1;
-                    }
-                }
-                let n = n_trees.max(1) as f64;
-                Scores::Probabilities {
-                    classes: self.classes.clone(),
-                    probs: Matrix {
-                        rows: x.rows,
-                        cols: k,
-                        data: sum.into_iter().map(|s| s / n).collect(),
-                    },
-                }
+                        sum.iter().map(|s| s / trees.len().max(1) as f64).collect()
+                    })
+                    .collect();
+                probs(rows)
             }
-            Fitted::DecisionTree { model } => {
-                let p = model.predict_proba(&dense(x)?).map_err(f)?;
-                probs(
-                    (0..x.rows)
-                        .map(|r| (0..k).map(|c| *p.get((r, c))).collect())
-                        .collect(),
-                )
+            Fitted::DecisionTree { tree } => {
+                probs((0..x.rows).map(|r| tree.leaf(x.row(r)).to_vec()).collect())
             }
             Fitted::Knn { model } => probs(model.predict_proba(&dense(x)?).map_err(f)?),
             Fitted::RandomForestRegressor { forests } => {
@@ -753,6 +742,83 @@ impl Model {
             )));
         }
         Ok(model)
+    }
+}
+
+/// A fitted classification tree with the class frequencies of the training rows in each leaf.
+/// smartcore's own `predict_proba` returns the leaf's majority class as probability 1, which
+/// makes forest probabilities mere vote counts; leaf frequencies give calibrated scores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbabilityTree {
+    nodes: Vec<TreeNode>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TreeNode {
+    feature: usize,
+    /// `None` at a leaf (and for smartcore's NaN split values).
+    threshold: Option<f64>,
+    /// Children for `value <= threshold` and otherwise; `None` at a leaf.
+    children: Option<(usize, usize)>,
+    /// Class frequencies (leaves only).
+    probs: Vec<f64>,
+}
+
+impl ProbabilityTree {
+    /// Reads a smartcore tree's serialised nodes and counts the training rows in each leaf.
+    fn from_smartcore(tree: &Value, x: &Matrix, y: &[i32], k: usize) -> Result<ProbabilityTree> {
+        let bad = |what: &str| Error::Artifact(format!("unexpected smartcore tree layout: {what}"));
+        let mut nodes = Vec::new();
+        for node in tree["nodes"].as_array().ok_or_else(|| bad("no nodes"))? {
+            let child = |name: &str| node[name].as_u64().map(|c| c as usize);
+            let output = node["output"].as_u64().ok_or_else(|| bad("no output"))? as usize;
+            let mut probs = vec![0.0; k];
+            if output < k {
+                probs[output] = 1.0;
+            }
+            nodes.push(TreeNode {
+                feature: node["split_feature"].as_u64().unwrap_or(0) as usize,
+                threshold: node["split_value"].as_f64(),
+                children: child("true_child").zip(child("false_child")),
+                probs,
+            });
+        }
+        if nodes.is_empty() {
+            return Err(bad("empty tree"));
+        }
+        let mut tree = ProbabilityTree { nodes };
+        let mut counts: Vec<Vec<f64>> = vec![vec![0.0; k]; tree.nodes.len()];
+        for (r, &label) in y.iter().enumerate() {
+            let leaf = tree.leaf_index(x.row(r));
+            counts[leaf][label as usize] += 1.0;
+        }
+        for (node, count) in tree.nodes.iter_mut().zip(counts) {
+            let total: f64 = count.iter().sum();
+            // A leaf no training row reaches keeps its majority class.
+            if node.children.is_none() && total > 0.0 {
+                node.probs = count.into_iter().map(|c| c / total).collect();
+            }
+        }
+        Ok(tree)
+    }
+
+    fn leaf_index(&self, row: &[f64]) -> usize {
+        let mut i = 0;
+        while let Some((yes, no)) = self.nodes[i].children {
+            let node = &self.nodes[i];
+            // smartcore sends a row left when value <= threshold (never for a NaN threshold).
+            i = if node.threshold.is_some_and(|t| row[node.feature] <= t) {
+                yes
+            } else {
+                no
+            };
+        }
+        i
+    }
+
+    /// Class frequencies of the leaf `row` falls in.
+    pub fn leaf(&self, row: &[f64]) -> &[f64] {
+        &self.nodes[self.leaf_index(row)].probs
     }
 }
 
@@ -837,6 +903,58 @@ mod tests {
                     "{algorithm}: probabilities sum to {s}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn tree_probabilities_are_leaf_frequencies_not_votes() {
+        // Two overlapping classes on one feature: a depth-1 tree's leaves are mixed.
+        let x = Matrix {
+            rows: 100,
+            cols: 1,
+            data: (0..100).map(|i| (i % 10) as f64).collect(),
+        };
+        // Below 5: one in five positive; from 5: four in five.
+        let index = (0..100)
+            .map(|i: usize| usize::from((i % 10 < 5) == (i / 10 % 5 == 0)))
+            .collect();
+        let y = Target::Classes {
+            index,
+            classes: vec!["n".into(), "p".into()],
+        };
+        let model = Model::fit(
+            "decision_tree",
+            Task::Binary,
+            &serde_json::json!({"max_depth": 3}),
+            0,
+            &x,
+            &y,
+        )
+        .unwrap();
+        let Scores::Probabilities { probs, .. } = model.predict(&x).unwrap() else {
+            panic!()
+        };
+        let Target::Classes { index, .. } = &y else {
+            unreachable!()
+        };
+        // Rows sharing a leaf share a prediction; it must be that leaf's positive rate.
+        let mut leaves: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+        for r in 0..x.rows {
+            let p = probs.row(r)[1];
+            let entry = leaves.entry(p.to_bits()).or_default();
+            entry.0 += 1.0;
+            entry.1 += index[r] as f64;
+        }
+        assert!(leaves.len() >= 2, "{leaves:?}");
+        assert!(
+            leaves.keys().any(|p| {
+                let p = f64::from_bits(*p);
+                p > 0.0 && p < 1.0
+            }),
+            "mixed leaves give fractions"
+        );
+        for (p, (n, positives)) in leaves {
+            assert!((f64::from_bits(p) - positives / n).abs() < 1e-12);
         }
     }
 

@@ -916,7 +916,7 @@ mod tests {
         };
         // Below 5: one in five positive; from 5: four in five.
         let index = (0..100)
-            .map(|i: usize| usize::from((i % 10 < 5) == (i / 10 % 5 == 0)))
+            .map(|i: usize| usize::from((i % 10 < 5) == (i / 10).is_multiple_of(5)))
             .collect();
         let y = Target::Classes {
             index,
@@ -939,11 +939,11 @@ mod tests {
         };
         // Rows sharing a leaf share a prediction; it must be that leaf's positive rate.
         let mut leaves: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
-        for r in 0..x.rows {
+        for (r, &label) in index.iter().enumerate() {
             let p = probs.row(r)[1];
             let entry = leaves.entry(p.to_bits()).or_default();
             entry.0 += 1.0;
-            entry.1 += index[r] as f64;
+            entry.1 += label as f64;
         }
         assert!(leaves.len() >= 2, "{leaves:?}");
         assert!(

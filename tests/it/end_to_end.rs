@@ -16,9 +16,11 @@ fn run(bin: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         .unwrap_or_else(|e| panic!("run {bin} (built by cargo test --workspace): {e}"))
 }
 
+/// The JSON a command printed: a run's one-line summary, or an inspection command's document.
 fn summary(out: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(stdout.lines().last().unwrap_or("{}"))
+    serde_json::from_str(&stdout)
+        .or_else(|_| serde_json::from_str(stdout.lines().last().unwrap_or("{}")))
         .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)))
 }
 

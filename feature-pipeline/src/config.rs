@@ -67,6 +67,10 @@ pub struct ViewConfig {
     pub sql: String,
     #[serde(default)]
     pub description: String,
+    /// Compute the view once per run and keep it in memory, instead of recomputing it in every
+    /// group that reads it (faster when several groups share it; costs its size in memory).
+    #[serde(default)]
+    pub cache: bool,
 }
 
 /// A feature group.

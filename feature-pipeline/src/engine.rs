@@ -263,6 +263,14 @@ async fn register_views(ctx: &SessionContext, repo: &LoadedRepo) -> Result<()> {
         for (name, view) in pending.iter().copied() {
             match ctx.sql(&view.sql).await {
                 Ok(df) => {
+                    let df = if view.cache {
+                        df.cache().await.map_err(|e| Error::Execution {
+                            group: format!("view {name}"),
+                            message: e.to_string(),
+                        })?
+                    } else {
+                        df
+                    };
                     ctx.register_table(name.as_str(), df.into_view())
                         .map_err(|e| Error::Sql {
                             group: format!("view {name}"),

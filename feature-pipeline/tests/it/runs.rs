@@ -235,3 +235,18 @@ async fn json_lines_and_parquet_sources_give_the_same_table() {
         expected
     );
 }
+
+#[tokio::test]
+async fn a_cached_view_gives_the_same_table() {
+    let events = events_csv(&leaky_events());
+    let plain = Fixture::new(WINDOW_CONFIG, &[("events.csv", &events)]);
+    build_features(&plain.store, &plain.job()).await.unwrap();
+    let config = WINDOW_CONFIG.replace("[views.daily]\n", "[views.daily]\ncache = true\n");
+    assert_ne!(config, WINDOW_CONFIG);
+    let cached = Fixture::new(&config, &[("events.csv", &events)]);
+    build_features(&cached.store, &cached.job()).await.unwrap();
+    assert_eq!(
+        rows(&cached.store, "trailing", VersionSpec::Latest).await,
+        rows(&plain.store, "trailing", VersionSpec::Latest).await
+    );
+}

@@ -9,7 +9,7 @@ use feature_pipeline::{
     EngineOptions, Error, FeatureJob, LoadedRepo, build_features, inspect, parse_time,
 };
 use fti_runtime::{Exit, LogArgs, StoreArgs};
-use storage::{RunStatus, Store};
+use storage::Store;
 
 /// Raw data in, validated and versioned feature tables out.
 ///
@@ -145,13 +145,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
             };
             let store = Store::open(&store.store).await?;
             let summary = build_features(&store, &job).await?;
-            fti_runtime::print_summary(&serde_json::to_value(&summary).unwrap_or_default());
-            Ok(match summary.status {
-                RunStatus::Succeeded => Exit::Success,
-                RunStatus::AlreadyDone => Exit::AlreadyDone,
-                RunStatus::Rejected => Exit::Rejected,
-                RunStatus::Failed => Exit::Internal,
-            })
+            Ok(fti_runtime::finish_run(&summary, summary.status))
         }
         Command::Check { config } => {
             let repo = LoadedRepo::load(&config)?;

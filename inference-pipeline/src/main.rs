@@ -8,7 +8,7 @@ use fti_runtime::{Exit, LogArgs, StoreArgs};
 use inference_pipeline::exports::RedisTarget;
 use inference_pipeline::score::{commit, snapshot_for};
 use inference_pipeline::{Error, LoadedConfig, ScoreJob, parse_time, score};
-use storage::{DatasetKind, RunStatus, Store};
+use storage::{DatasetKind, Store};
 
 /// A registered model and the latest features in; predictions and key-value exports out.
 ///
@@ -131,13 +131,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
             let (job, url) = job(args, shard_index, run_id, dry_run)?;
             let store = Store::open(&url).await?;
             let summary = score(&store, &job).await?;
-            fti_runtime::print_summary(&serde_json::to_value(&summary).unwrap_or_default());
-            Ok(match summary.status {
-                RunStatus::AlreadyDone => Exit::AlreadyDone,
-                RunStatus::Succeeded => Exit::Success,
-                RunStatus::Rejected => Exit::Monitoring,
-                RunStatus::Failed => Exit::Internal,
-            })
+            Ok(fti_runtime::finish_run(&summary, summary.status))
         }
         Command::Commit { job: args } => {
             let (job, url) = job(args, 0, None, false)?;

@@ -507,4 +507,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    # Leave without running interpreter and C++ static teardown: pyarrow's thread pools have
+    # aborted there ("terminate called without an active exception") on a busy machine,
+    # after all the work was done and printed.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 1)

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use fti_runtime::{Exit, LogArgs, StoreArgs};
-use storage::{RunStatus, Store};
+use storage::Store;
 use training_pipeline::{Error, LoadedSpec, TrainJob, registry, train_model};
 
 /// Feature tables in, an evaluated, gated, registered model version out.
@@ -140,13 +140,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
             };
             let store = Store::open(&store.store).await?;
             let summary = train_model(&store, &job).await?;
-            fti_runtime::print_summary(&serde_json::to_value(&summary).unwrap_or_default());
-            Ok(match summary.status {
-                RunStatus::Succeeded => Exit::Success,
-                RunStatus::AlreadyDone => Exit::AlreadyDone,
-                RunStatus::Rejected => Exit::Rejected,
-                RunStatus::Failed => Exit::Internal,
-            })
+            Ok(fti_runtime::finish_run(&summary, summary.status))
         }
         Command::Check { spec } => {
             let loaded = LoadedSpec::load(&spec)?;

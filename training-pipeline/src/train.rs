@@ -200,6 +200,21 @@ pub async fn train_model(store: &Store, job: &TrainJob) -> Result<TrainSummary> 
                 "roc_auc".into()
             }
         });
+    // The validation split, transformed once for every grid candidate (none without a grid).
+    let validation_set = if validation.is_empty() || grid_size(&spec.algorithm.grid) == 1 {
+        None
+    } else {
+        let x_val = preprocessing.transform(&data.take(&validation)?)?.matrix;
+        let y_val = dataset::target(
+            task,
+            &data.label,
+            label_name,
+            &train,
+            &validation,
+            classes.as_deref(),
+        )?;
+        Some((x_val, y_val))
+    };
     let mut chosen: Option<(Model, Value, Option<f64>)> = None;
     let mut grid_results = Vec::new();
     for params in candidates {
@@ -212,20 +227,12 @@ pub async fn train_model(store: &Store, job: &TrainJob) -> Result<TrainSummary> 
             &x_train,
             &y_train,
         )?;
-        let score = if validation.is_empty() || grid_size(&spec.algorithm.grid) == 1 {
-            None
-        } else {
-            let x_val = preprocessing.transform(&data.take(&validation)?)?.matrix;
-            let y_val = dataset::target(
-                task,
-                &data.label,
-                label_name,
-                &train,
-                &validation,
-                classes.as_deref(),
-            )?;
-            let e = evaluate(task, &model.predict(&x_val)?, &y_val, &y_train);
-            e.metrics.get(&selection_metric).copied()
+        let score = match &validation_set {
+            None => None,
+            Some((x_val, y_val)) => {
+                let e = evaluate(task, &model.predict(x_val)?, y_val, &y_train);
+                e.metrics.get(&selection_metric).copied()
+            }
         };
         grid_results.push(json!({"params": p, selection_metric.clone(): score}));
         let better = match (&chosen, score) {

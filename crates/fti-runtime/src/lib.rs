@@ -136,6 +136,17 @@ pub fn print_summary(summary: &serde_json::Value) {
     println!("{summary}");
 }
 
+/// Prints a run's summary and returns the exit code its status means.
+pub fn finish_run(summary: &impl serde::Serialize, status: storage::RunStatus) -> Exit {
+    print_summary(&serde_json::to_value(summary).unwrap_or_default());
+    match status {
+        storage::RunStatus::Succeeded => Exit::Success,
+        storage::RunStatus::AlreadyDone => Exit::AlreadyDone,
+        storage::RunStatus::Rejected => Exit::Rejected,
+        storage::RunStatus::Failed => Exit::Internal,
+    }
+}
+
 /// Errors that know their exit code: each pipeline's error type.
 pub trait ExitError: std::fmt::Display {
     fn exit(&self) -> Exit;

@@ -89,6 +89,81 @@ fn check(file: &str, bin: &str, text: &str, helps: &BTreeMap<&str, String>) -> u
     checked
 }
 
+/// The `FTI_*` / `JOB_COMPLETION_INDEX` keys of the YAML mappings in `block`, one per line
+/// (`${FTI_...}` interpolations are Compose's own variables, not the binaries').
+fn env_keys(block: &str) -> String {
+    block
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("FTI_") || l.starts_with("JOB_COMPLETION_INDEX"))
+        .filter_map(|l| l.split(':').next())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// docker/compose.yaml: each job service (image `fti/<binary>:…`), its `command:` and the
+/// `FTI_*` keys of its environment, the shared `x-fti-env` block included.
+fn compose_jobs(path: &std::path::Path, helps: &BTreeMap<&str, String>) -> usize {
+    let compose = std::fs::read_to_string(path).unwrap();
+    let shared = compose
+        .split("\nx-fti-env:")
+        .nth(1)
+        .expect("an x-fti-env block")
+        .split("\n\n")
+        .next()
+        .unwrap();
+    assert!(
+        env_keys(shared).contains("FTI_STORE"),
+        "compose.yaml: x-fti-env sets no FTI_STORE"
+    );
+    let services = compose
+        .split("\nservices:\n")
+        .nth(1)
+        .expect("a services section");
+    // One block per service: a line indented by exactly two spaces starts one, a line not
+    // indented at all (the next top-level key) ends the section.
+    let mut blocks: Vec<String> = Vec::new();
+    for line in services.lines() {
+        if !line.is_empty() && !line.starts_with(' ') {
+            break;
+        }
+        let indent = line.len() - line.trim_start().len();
+        if indent == 2 && !line.trim_start().starts_with('#') {
+            blocks.push(String::new());
+        }
+        if let Some(block) = blocks.last_mut() {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    let (mut checked, mut jobs) = (0, 0);
+    for block in &blocks {
+        let Some(bin) = BINARIES
+            .iter()
+            .find(|b| block.contains(&format!("image: fti/{b}:")))
+        else {
+            continue;
+        };
+        jobs += 1;
+        let mut relevant: Vec<String> = block
+            .lines()
+            .filter(|l| l.trim_start().starts_with("command:"))
+            .map(str::to_string)
+            .collect();
+        assert!(
+            !relevant.is_empty(),
+            "compose.yaml: the {bin} job has no command"
+        );
+        relevant.push(env_keys(block));
+        if block.contains("*fti-env") {
+            relevant.push(env_keys(shared));
+        }
+        checked += check("compose.yaml", bin, &relevant.join("\n"), helps);
+    }
+    assert_eq!(jobs, BINARIES.len(), "compose.yaml: one job per binary");
+    checked
+}
+
 #[test]
 fn examples_and_operations_doc_use_real_flags() {
     let helps: BTreeMap<&str, String> = BINARIES.iter().map(|b| (*b, help(b))).collect();
@@ -131,6 +206,7 @@ fn examples_and_operations_doc_use_real_flags() {
             .join("\n");
         checked += check(&entry.file_name().to_string_lossy(), bin, &relevant, &helps);
     }
+    checked += compose_jobs(&root.join("docker/compose.yaml"), &helps);
     // docs/OPERATIONS.md: command lines, and the variable table.
     let ops = std::fs::read_to_string(root.join("docs/OPERATIONS.md")).unwrap();
     for line in ops.lines() {

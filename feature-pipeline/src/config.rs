@@ -43,6 +43,10 @@ pub struct SourceConfig {
     pub path: String,
     /// Adds an int64 column with each row's 0-based position in file order.
     pub row_index: Option<String>,
+    /// A column (date, time stamp or integer) the rows are in ascending order of, e.g. the
+    /// event time of an append-only log. A row earlier than the row before it, or a null,
+    /// fails the run (bad input) naming the row; the engine then relies on the order.
+    pub ordered_by: Option<String>,
     /// CSV: whether the first line is a header (default true).
     pub has_header: Option<bool>,
     /// CSV: field delimiter (default `,`).

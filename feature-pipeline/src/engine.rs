@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Int64Array, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::SendableRecordBatchStream;
@@ -12,6 +14,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+    col,
 };
 use futures::StreamExt;
 
@@ -121,10 +124,13 @@ async fn register_source(
             Some(Schema::new(fields))
         }
     };
-    // With a row index the raw table is registered under a hidden name and read in order.
-    let raw_name = match &source.row_index {
-        Some(_) => format!("__raw_{name}"),
-        None => name.to_string(),
+    // With a row index or a declared order, the raw table is registered under a hidden name
+    // and read in file order through `OrderedSource`.
+    let in_order = source.row_index.is_some() || source.ordered_by.is_some();
+    let raw_name = if in_order {
+        format!("__raw_{name}")
+    } else {
+        name.to_string()
     };
     let (csv_ext, json_ext) = (extension(path, ".csv"), extension(path, ".jsonl"));
     let registered = match source.format {
@@ -151,28 +157,81 @@ async fn register_source(
         }
     };
     registered.map_err(|e| err(e.to_string()))?;
-    if let Some(index) = &source.row_index {
+    if in_order {
         let scan = ordered_scan(ctx, &raw_name)
             .await
             .map_err(|e| err(e.to_string()))?;
         let input: SchemaRef = Arc::new(scan.schema().as_arrow().clone());
-        if input.field_with_name(index).is_ok() {
-            return Err(err(format!(
-                "row_index column {index:?} already exists in the source"
-            )));
+        let mut fields: Vec<Field> = Vec::new();
+        let mut sort_order = Vec::new();
+        if let Some(index) = &source.row_index {
+            if input.field_with_name(index).is_ok() {
+                return Err(err(format!(
+                    "row_index column {index:?} already exists in the source"
+                )));
+            }
+            fields.push(Field::new(index, DataType::Int64, false));
+            sort_order.push(col(index).sort(true, false));
         }
-        let mut fields: Vec<Field> = vec![Field::new(index, DataType::Int64, false)];
         fields.extend(input.fields().iter().map(|f| f.as_ref().clone()));
-        let partition = RowIndexed {
-            schema: Arc::new(Schema::new(fields)),
+        let ordered_by = match &source.ordered_by {
+            None => None,
+            Some(column) => {
+                let field = input.field_with_name(column).map_err(|_| {
+                    err(format!("ordered_by column {column:?} is not in the source"))
+                })?;
+                if order_key(&arrow::array::new_empty_array(field.data_type())).is_err() {
+                    return Err(err(format!(
+                        "ordered_by column {column:?} is {}; it must be a date, time stamp or integer",
+                        field.data_type()
+                    )));
+                }
+                if source.row_index.is_none() {
+                    sort_order.push(col(column).sort(true, false));
+                }
+                Some(column.clone())
+            }
+        };
+        let schema = Arc::new(Schema::new(fields));
+        let partition = OrderedSource {
+            schema: schema.clone(),
             scan,
+            check: OrderCheck {
+                schema,
+                with_index: source.row_index.is_some(),
+                ordered_by,
+                what: format!("source {name:?} ({path})"),
+            },
         };
         let table = StreamingTable::try_new(partition.schema.clone(), vec![Arc::new(partition)])
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(e.to_string()))?
+            .with_sort_order(sort_order);
         ctx.register_table(name, Arc::new(table))
             .map_err(|e| err(e.to_string()))?;
     }
     Ok(())
+}
+
+/// A column's values as comparable integers (days, time units or the integer itself).
+fn order_key(array: &ArrayRef) -> std::result::Result<Int64Array, ArrowError> {
+    let int64 = match array.data_type() {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::Date32
+        | DataType::Date64
+        | DataType::Timestamp(..) => arrow::compute::cast(array, &DataType::Int64)?,
+        other => {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "cannot order by {other}"
+            )));
+        }
+    };
+    Ok(int64.as_primitive::<arrow::datatypes::Int64Type>().clone())
 }
 
 /// For an `s3://`, `gs://` or `az://` path: the bucket URL and its object store (configured
@@ -216,41 +275,108 @@ async fn ordered_scan(ctx: &SessionContext, table: &str) -> datafusion::error::R
     single.table(table).await
 }
 
-/// A source read in file order with a 0-based row index column prepended. Each execution
-/// plans the scan afresh: physical plans may hold single-use state.
+/// A source read in file order, with a 0-based row index column prepended and/or its
+/// declared order checked row by row. Each execution plans the scan afresh: physical plans
+/// may hold single-use state.
 #[derive(Debug)]
-struct RowIndexed {
+struct OrderedSource {
     schema: SchemaRef,
     scan: DataFrame,
+    check: OrderCheck,
 }
 
-impl PartitionStream for RowIndexed {
+/// What an ordered read adds to and checks in each batch.
+#[derive(Debug, Clone)]
+struct OrderCheck {
+    schema: SchemaRef,
+    with_index: bool,
+    ordered_by: Option<String>,
+    /// `source "name" (path)`, for errors.
+    what: String,
+}
+
+/// Where the ordered stream is: rows seen, the last order value and how it reads.
+#[derive(Default)]
+struct Position {
+    rows: i64,
+    last: Option<(i64, String)>,
+}
+
+fn display(array: &ArrayRef, i: usize) -> String {
+    arrow::util::display::array_value_to_string(array, i).unwrap_or_else(|_| "?".into())
+}
+
+impl OrderCheck {
+    fn next_batch(&self, at: &mut Position, batch: RecordBatch) -> DfResult<RecordBatch> {
+        let n = batch.num_rows();
+        if let Some(column) = &self.ordered_by {
+            let values = batch.column_by_name(column).ok_or_else(|| {
+                DataFusionError::Execution(format!("{}: no column {column:?}", self.what))
+            })?;
+            let keys = order_key(values)?;
+            let mut previous = at.last.as_ref().map(|(v, _)| *v);
+            for i in 0..n {
+                let problem = if keys.is_null(i) {
+                    Some("is null".to_string())
+                } else {
+                    let value = keys.value(i);
+                    let earlier = previous.is_some_and(|p| value < p);
+                    previous = Some(value);
+                    earlier.then(|| {
+                        let before = if i > 0 {
+                            display(values, i - 1)
+                        } else {
+                            at.last.as_ref().map(|(_, t)| t.clone()).unwrap_or_default()
+                        };
+                        format!(
+                            "is {}, earlier than {before} in the row before",
+                            display(values, i)
+                        )
+                    })
+                };
+                if let Some(problem) = problem {
+                    return Err(DataFusionError::Execution(format!(
+                        "{}: row {} (0-based, in file order): column {column:?} {problem} \
+                         (rule ordered_by: rows must be in ascending {column:?} order, no nulls)",
+                        self.what,
+                        at.rows + i as i64
+                    )));
+                }
+            }
+            if n > 0 {
+                at.last = Some((keys.value(n - 1), display(values, n - 1)));
+            }
+        }
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        if self.with_index {
+            let start = at.rows;
+            columns
+                .push(Arc::new(Int64Array::from_iter_values(start..start + n as i64)) as ArrayRef);
+        }
+        columns.extend(batch.columns().iter().cloned());
+        at.rows += n as i64;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+impl PartitionStream for OrderedSource {
     fn schema(&self) -> &SchemaRef {
         &self.schema
     }
 
-    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let schema = self.schema.clone();
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let scan = self.scan.clone();
-        let out_schema = schema.clone();
-        let _ = ctx;
+        let check = self.check.clone();
         let stream = futures::stream::once(async move { scan.execute_stream().await })
             .flat_map(move |inner| match inner {
                 Ok(stream) => stream.boxed(),
                 Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
             })
-            .scan(0i64, move |next, batch| {
-                let result = batch.and_then(|batch| {
-                    let n = batch.num_rows() as i64;
-                    let index = Int64Array::from_iter_values(*next..*next + n);
-                    *next += n;
-                    let mut columns = vec![Arc::new(index) as _];
-                    columns.extend(batch.columns().iter().cloned());
-                    Ok(RecordBatch::try_new(out_schema.clone(), columns)?)
-                });
+            .scan(Position::default(), move |at, batch| {
+                let result = batch.and_then(|batch| check.next_batch(at, batch));
                 futures::future::ready(Some(result))
             });
-        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
     }
 }
 

@@ -55,10 +55,18 @@ pub struct OutputSection {
     /// Entities scored per batch (bounds memory).
     #[serde(default = "batch_rows")]
     pub batch_rows: usize,
+    /// Entities held in memory at once: beyond this many, the spine is scored in hash
+    /// partitions, one pass each (every pass re-reads the feature tables).
+    #[serde(default = "entities_per_pass")]
+    pub entities_per_pass: usize,
 }
 
 fn batch_rows() -> usize {
     65_536
+}
+
+fn entities_per_pass() -> usize {
+    250_000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -157,6 +165,9 @@ impl LoadedConfig {
             .map_err(|e| bad(format!("output.dataset: {e}")))?;
         if config.output.batch_rows == 0 {
             return Err(bad("output.batch_rows: must be positive".into()));
+        }
+        if config.output.entities_per_pass == 0 {
+            return Err(bad("output.entities_per_pass: must be positive".into()));
         }
         if template_columns(&config.output.key).is_empty() {
             return Err(bad(format!(

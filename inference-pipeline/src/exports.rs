@@ -31,6 +31,11 @@ impl ExportWriter {
         ExportWriter { format, bytes }
     }
 
+    /// Takes the bytes built so far.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
     /// Appends one entry.
     pub fn push(&mut self, key: &str, value: &serde_json::Value, model_version: u64) {
         let line = match self.format {

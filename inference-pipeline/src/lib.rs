@@ -2,14 +2,16 @@
 //! key-value exports out, each published atomically.
 //!
 //! [`config`] is the scoring config; [`score`] plans (model, spine, joins), checks the store
-//! against the model, scores in batches through `fti-learn` (the same join, preprocessing and
-//! model code as training), monitors skew ([`monitor`]) and publishes ([`exports`]).
+//! against the model, scores in passes and batches through `fti-learn` (the same join,
+//! preprocessing and model code as training), streams the outputs ([`sinks`]), monitors skew
+//! ([`monitor`]) and publishes ([`exports`]).
 
 pub mod config;
 pub mod error;
 pub mod exports;
 pub mod monitor;
 pub mod score;
+pub mod sinks;
 
 pub use config::LoadedConfig;
 pub use error::{Error, Result};

@@ -13,11 +13,10 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::Utc;
 use fti_learn::model::{Model, Scores, Task};
-use fti_learn::pit::{AsOf, FeatureIndex, JoinSource, join_loaded, load_sources};
+use fti_learn::pit::{AsOf, FeatureIndex, JoinSource, Latest, RowFilter, join_loaded, key_set};
 use fti_learn::preprocess::Preprocessing;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use storage::parquet_io::ParquetEncoder;
 use storage::{
     DatasetKind, ModelRef, Name, NameKind, ObjectRef, Published, RunRecord, RunStatus, Store,
     StoredFile, VersionSpec,
@@ -28,6 +27,7 @@ use crate::config::{LoadedConfig, render_template, template_columns};
 use crate::error::{Error, Result};
 use crate::exports::{ExportWriter, RedisTarget, file_name};
 use crate::monitor;
+use crate::sinks::Sinks;
 
 pub const PIPELINE: &str = "inference-pipeline";
 const KIND: DatasetKind = DatasetKind::Predictions;
@@ -62,6 +62,8 @@ pub struct ScoreSummary {
     pub as_of: String,
     pub shard: (usize, usize),
     pub entities: usize,
+    /// Hash partitions of the spine scored one after the other (see `entities_per_pass`).
+    pub passes: u64,
     /// `published`, `already_published`, `part_written` (waiting for other shards), `dry_run`.
     pub outcome: &'static str,
     pub redis: Option<Value>,
@@ -296,6 +298,25 @@ pub fn shard_of(key: &str, count: usize) -> usize {
     (h % count.max(1) as u64) as usize
 }
 
+/// The export key of every row: the key template over the row's columns.
+fn render_keys(batch: &RecordBatch, key_cols: &[String], template: &str) -> Result<Vec<String>> {
+    let parts: Vec<Vec<String>> = key_cols
+        .iter()
+        .map(|c| strings(batch.column_by_name(c).expect("spine column")))
+        .collect::<Result<_>>()?;
+    Ok((0..batch.num_rows())
+        .map(|i| {
+            render_template(template, |c| {
+                parts[key_cols
+                    .iter()
+                    .position(|k| k == c)
+                    .expect("template column")][i]
+                    .clone()
+            })
+        })
+        .collect())
+}
+
 fn strings(array: &ArrayRef) -> Result<Vec<String>> {
     let s = arrow::compute::cast(array, &DataType::Utf8).map_err(fti_learn::Error::from)?;
     Ok(s.as_string::<i32>()
@@ -398,6 +419,7 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
         as_of: as_of_text,
         shard: (job.shard_index, job.shard_count),
         entities: 0,
+        passes: 0,
         outcome: "published",
         redis: None,
         monitoring_failures: vec![],
@@ -456,31 +478,6 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
     }
     spine_cols.sort();
     spine_cols.dedup();
-    let spine_index = FeatureIndex::load(store, &plan.spine, &spine_cols).await?;
-    let mut rows = spine_index.latest_rows(as_of, plan.as_of);
-    let indices = load_sources(store, &plan.joins).await?;
-    timings.insert("load", lap.elapsed().as_secs_f64());
-    lap = Instant::now();
-
-    // Entity filters: an entity list file, then this shard's hash partition.
-    let all = spine_index.take_batch(&rows)?;
-    let keys_text: Vec<String> = {
-        let parts: Vec<Vec<String>> = key_cols
-            .iter()
-            .map(|c| strings(all.column_by_name(c).expect("spine column")))
-            .collect::<Result<_>>()?;
-        (0..all.num_rows())
-            .map(|i| {
-                render_template(&cfg.output.key, |c| {
-                    parts[key_cols
-                        .iter()
-                        .position(|k| k == c)
-                        .expect("template column")][i]
-                        .clone()
-                })
-            })
-            .collect()
-    };
     let wanted: Option<HashSet<String>> = match &cfg.entities.file {
         Some(file) => Some(read_entity_file(
             &job.config.resolve(file),
@@ -488,132 +485,259 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
         )?),
         None => None,
     };
-    let entity_ids: Vec<String> = {
-        let parts: Vec<Vec<String>> = spine_def
-            .entity_keys
-            .iter()
-            .map(|c| strings(all.column_by_name(c).expect("key column")))
-            .collect::<Result<_>>()?;
-        (0..all.num_rows())
-            .map(|i| {
-                parts
-                    .iter()
-                    .map(|p| p[i].as_str())
-                    .collect::<Vec<_>>()
-                    .join("\u{1f}")
-            })
-            .collect()
+
+    // Outputs are written while scoring, into the snapshot that is not sealed yet (invisible
+    // to readers), and abandoned on any failure before the seal.
+    let prefix = if job.shard_count > 1 {
+        format!("{}/", part_dir(job.shard_index, job.shard_count))
+    } else {
+        String::new()
     };
-    let mut keep = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        let in_list = wanted.as_ref().is_none_or(|w| w.contains(&entity_ids[i]));
-        if in_list && shard_of(&keys_text[i], job.shard_count) == job.shard_index {
-            keep.push((*row, keys_text[i].clone()));
+    let mut sinks = Sinks::default();
+    if !job.dry_run {
+        store.init().await?;
+        sinks.snapshot = snapshot.to_string();
+        sinks.delete_redis_on_abort = job.shard_count == 1;
+        let open = async |name: &str| {
+            store
+                .snapshot_file_upload(KIND, &dataset, &snapshot, &format!("{prefix}{name}"))
+                .await
+        };
+        sinks.parquet = Some((None, open("predictions.parquet").await?));
+        for e in &cfg.exports {
+            sinks.exports.push((
+                ExportWriter::new(e.format),
+                open(file_name(e.format)).await?,
+            ));
+        }
+        if let Some(r) = &cfg.redis {
+            let url = job
+                .redis_url
+                .clone()
+                .or_else(|| r.url.clone())
+                .ok_or_else(|| {
+                    Error::Flag(
+                        "redis: no url (set [redis] url, --redis-url or FTI_REDIS_URL)".into(),
+                    )
+                })?;
+            sinks.redis = Some(RedisTarget::connect(&url, &r.prefix, r.keep).await?);
         }
     }
-    drop(all);
-    rows = keep.iter().map(|(r, _)| *r).collect();
-    let export_keys: Vec<String> = keep.into_iter().map(|(_, k)| k).collect();
-    if rows.is_empty() && job.shard_count == 1 {
-        return Err(Error::NoEntities(format!(
-            "{} has no entity with a row at or before {}{}",
-            plan.spine.table,
-            summary.as_of,
-            if wanted.is_some() {
-                " among the listed entities"
-            } else {
-                ""
-            }
-        )));
-    }
-    summary.entities = rows.len();
+    timings.insert("load", lap.elapsed().as_secs_f64());
+    lap = Instant::now();
 
-    // Score in batches.
-    let out_schema = predictions_schema(
-        &plan,
-        &spine_index,
-        &cfg.entities.carry,
-        &spine_def.entity_keys,
-    )?;
-    let mut encoder = ParquetEncoder::new(
-        out_schema.clone(),
-        format!("predictions/{dataset}/snapshots/{snapshot}"),
-    )?;
-    let mut exports: Vec<ExportWriter> = cfg
-        .exports
-        .iter()
-        .map(|e| ExportWriter::new(e.format))
-        .collect();
-    let mut redis_entries: Vec<(String, String)> = Vec::new();
     let mut input_profiler: Option<fti_stats::TableProfiler> = None;
     let mut score_profiler = fti_stats::ColumnProfiler::new(&DataType::Float64);
     let mut unseen: BTreeMap<String, usize> = BTreeMap::new();
     let version = plan.manifest.version;
-    for (chunk_rows, chunk_keys) in rows
-        .chunks(cfg.output.batch_rows)
-        .zip(export_keys.chunks(cfg.output.batch_rows))
-    {
-        let spine_batch = spine_index.take_batch(chunk_rows)?;
-        let n = spine_batch.num_rows();
-        let times = Int64Array::from(vec![as_of; n]);
-        let mut columns: HashMap<String, ArrayRef> =
-            join_loaded(&spine_batch, &times, &plan.joins, &indices)?
-                .into_iter()
-                .collect();
-        for c in &plan.spine_inputs {
-            columns.insert(
-                c.clone(),
-                spine_batch.column_by_name(c).expect("spine input").clone(),
-            );
-        }
-        // Monitoring sees the raw inputs, before imputation.
-        let input_batch = {
-            let names = plan.preprocessing.input_names();
-            let fields: Vec<Field> = names
-                .iter()
-                .map(|n| Field::new(*n, columns[*n].data_type().clone(), true))
-                .collect();
-            RecordBatch::try_new(
-                Arc::new(Schema::new(fields)),
-                names.iter().map(|n| columns[*n].clone()).collect(),
+    let mut entities = 0usize;
+    let mut out_schema: Option<SchemaRef> = None;
+    // Entities are scored in passes, each holding one hash partition of the spine: memory
+    // is bounded by `entities_per_pass`, whatever the number of entities. The number of
+    // passes is found by the first one, which stops early when it holds too many.
+    let cap = cfg.output.entities_per_pass;
+    let passes_result: Result<u64> = async {
+        let mut passes: u64 = 1;
+        let mut pass: u64 = 0;
+        while pass < passes {
+            let filter = RowFilter {
+                keys: None,
+                partition: (passes > 1).then_some((pass, passes)),
+            };
+            let spine_index = match FeatureIndex::load_latest(
+                store,
+                &plan.spine,
+                &spine_cols,
+                as_of,
+                plan.as_of,
+                &filter,
+                (passes == 1).then_some(cap),
             )
-            .map_err(fti_learn::Error::from)?
-        };
-        input_profiler
-            .get_or_insert_with(|| fti_stats::TableProfiler::new(&input_batch.schema()))
-            .update(&input_batch);
-        let transformed = plan.preprocessing.transform(&columns)?;
-        for (k, v) in transformed.unseen {
-            *unseen.entry(k).or_default() += v;
-        }
-        let scores = plan.model.predict(&transformed.matrix)?;
-        let (values, score_columns) = score_outputs(&scores, plan.model.task);
-        if let Some((_, numeric)) = score_columns
-            .iter()
-            .find(|(_, a)| a.data_type() == &DataType::Float64)
-        {
-            score_profiler.update(numeric);
-        }
-        for (i, key) in chunk_keys.iter().enumerate() {
-            for e in &mut exports {
-                e.push(key, &values[i], version);
+            .await?
+            {
+                Latest::Loaded(index) => index,
+                Latest::TooMany { rows_read, keys } => {
+                    // Entities seen so far, extrapolated to the whole spine table.
+                    let total = plan.spine.num_rows().max(rows_read) as f64;
+                    let estimate = keys as f64 * total / rows_read.max(1) as f64;
+                    passes = ((estimate * 1.25 / cap as f64).ceil() as u64).max(2);
+                    info!(passes, entities_per_pass = cap, "scoring in passes");
+                    continue;
+                }
+            };
+            pass += 1;
+            let out_schema = match &out_schema {
+                Some(s) => s.clone(),
+                None => out_schema
+                    .insert(predictions_schema(
+                        &plan,
+                        &spine_index,
+                        &cfg.entities.carry,
+                        &spine_def.entity_keys,
+                    )?)
+                    .clone(),
+            };
+
+            // Entity filters: an entity list file, then this shard's hash partition.
+            let rows = spine_index.latest_rows(as_of, plan.as_of);
+            let all = spine_index.take_batch(&rows)?;
+            let keys_text = render_keys(&all, &key_cols, &cfg.output.key)?;
+            // Only an entity list needs the entities' ids as text.
+            let entity_ids: Option<Vec<String>> = match &wanted {
+                None => None,
+                Some(_) => {
+                    let parts: Vec<Vec<String>> = spine_def
+                        .entity_keys
+                        .iter()
+                        .map(|c| strings(all.column_by_name(c).expect("key column")))
+                        .collect::<Result<_>>()?;
+                    Some(
+                        (0..all.num_rows())
+                            .map(|i| {
+                                parts
+                                    .iter()
+                                    .map(|p| p[i].as_str())
+                                    .collect::<Vec<_>>()
+                                    .join("\u{1f}")
+                            })
+                            .collect(),
+                    )
+                }
+            };
+            let mut keep = Vec::new();
+            for (i, (row, key)) in rows.iter().zip(keys_text).enumerate() {
+                let in_list = match (&wanted, &entity_ids) {
+                    (Some(w), Some(ids)) => w.contains(&ids[i]),
+                    _ => true,
+                };
+                if in_list && shard_of(&key, job.shard_count) == job.shard_index {
+                    keep.push((*row, key));
+                }
             }
-            if cfg.redis.is_some() {
-                redis_entries.push((key.clone(), json!({"value": values[i], "model_version": version, "snapshot": snapshot.as_str()}).to_string()));
+            drop(all);
+            let rows: Vec<u32> = keep.iter().map(|(r, _)| *r).collect();
+            let export_keys: Vec<String> = keep.into_iter().map(|(_, k)| k).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            entities += rows.len();
+
+            // Each joined group: only the keys these entities need, at their latest row.
+            let selected = spine_index.take_batch(&rows)?;
+            let mut indices = Vec::with_capacity(plan.joins.len());
+            for j in &plan.joins {
+                let key_columns: Vec<ArrayRef> = j
+                    .label_keys
+                    .iter()
+                    .map(|k| selected.column_by_name(k).expect("spine join key").clone())
+                    .collect();
+                let filter = RowFilter {
+                    keys: Some(key_set(&j.snapshot, &key_columns)?),
+                    partition: None,
+                };
+                match FeatureIndex::load_latest(
+                    store,
+                    &j.snapshot,
+                    &j.columns,
+                    as_of,
+                    j.as_of,
+                    &filter,
+                    None,
+                )
+                .await?
+                {
+                    Latest::Loaded(index) => indices.push(index),
+                    Latest::TooMany { .. } => unreachable!("no cap was given"),
+                }
+            }
+            drop(selected);
+
+            // Score in batches.
+            for (chunk_rows, chunk_keys) in rows
+                .chunks(cfg.output.batch_rows)
+                .zip(export_keys.chunks(cfg.output.batch_rows))
+            {
+                let spine_batch = spine_index.take_batch(chunk_rows)?;
+                let n = spine_batch.num_rows();
+                let times = Int64Array::from(vec![as_of; n]);
+                let mut columns: HashMap<String, ArrayRef> =
+                    join_loaded(&spine_batch, &times, &plan.joins, &indices)?
+                        .into_iter()
+                        .collect();
+                for c in &plan.spine_inputs {
+                    columns.insert(
+                        c.clone(),
+                        spine_batch.column_by_name(c).expect("spine input").clone(),
+                    );
+                }
+                // Monitoring sees the raw inputs, before imputation.
+                let input_batch = {
+                    let names = plan.preprocessing.input_names();
+                    let fields: Vec<Field> = names
+                        .iter()
+                        .map(|n| Field::new(*n, columns[*n].data_type().clone(), true))
+                        .collect();
+                    RecordBatch::try_new(
+                        Arc::new(Schema::new(fields)),
+                        names.iter().map(|n| columns[*n].clone()).collect(),
+                    )
+                    .map_err(fti_learn::Error::from)?
+                };
+                input_profiler
+                    .get_or_insert_with(|| fti_stats::TableProfiler::new(&input_batch.schema()))
+                    .update(&input_batch);
+                let transformed = plan.preprocessing.transform(&columns)?;
+                for (k, v) in transformed.unseen {
+                    *unseen.entry(k).or_default() += v;
+                }
+                let scores = plan.model.predict(&transformed.matrix)?;
+                let (values, score_columns) = score_outputs(&scores, plan.model.task);
+                if let Some((_, numeric)) = score_columns
+                    .iter()
+                    .find(|(_, a)| a.data_type() == &DataType::Float64)
+                {
+                    score_profiler.update(numeric);
+                }
+                let batch = predictions_batch(
+                    &out_schema,
+                    &spine_batch,
+                    chunk_keys,
+                    score_columns,
+                    &plan,
+                    as_of,
+                    &run_id,
+                    &versions_text,
+                )?;
+                sinks
+                    .write(&out_schema, &batch, chunk_keys, &values, version)
+                    .await?;
             }
         }
-        let batch = predictions_batch(
-            &out_schema,
-            &spine_batch,
-            chunk_keys,
-            score_columns,
-            &plan,
-            as_of,
-            &run_id,
-            &versions_text,
-        )?;
-        encoder.write(&batch)?;
+        Ok(passes)
     }
+    .await;
+    let passes = match passes_result {
+        Ok(passes) if entities > 0 || job.shard_count > 1 => passes,
+        Ok(_) => {
+            sinks.abort().await;
+            return Err(Error::NoEntities(format!(
+                "{} has no entity with a row at or before {}{}",
+                plan.spine.table,
+                summary.as_of,
+                if wanted.is_some() {
+                    " among the listed entities"
+                } else {
+                    ""
+                }
+            )));
+        }
+        Err(e) => {
+            sinks.abort().await;
+            return Err(e);
+        }
+    };
+    summary.entities = entities;
+    summary.passes = passes;
     timings.insert("score", lap.elapsed().as_secs_f64());
     lap = Instant::now();
 
@@ -641,19 +765,15 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
         return Ok(summary);
     }
     if !monitoring.failures.is_empty() && cfg.monitoring.fail {
+        sinks.abort().await;
         return Err(Error::Monitoring {
             failures: monitoring.failures,
         });
     }
 
-    // Write this part's files into the (unsealed) snapshot.
-    store.init().await?;
-    let prefix = if job.shard_count > 1 {
-        format!("{}/", part_dir(job.shard_index, job.shard_count))
-    } else {
-        String::new()
-    };
-    let mut files = BTreeMap::new();
+    // Complete this part's files in the (unsealed) snapshot.
+    let out_schema = out_schema.expect("the first pass set the schema");
+    let (mut files, redis_keys) = sinks.finish(&out_schema).await?;
     let put = async |name: &str,
                      bytes: bytes::Bytes,
                      files: &mut BTreeMap<String, StoredFile>|
@@ -665,10 +785,6 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
         files.insert(relative, stored);
         Ok(())
     };
-    put("predictions.parquet", encoder.finish()?, &mut files).await?;
-    for e in exports {
-        put(file_name(e.format), e.bytes.into(), &mut files).await?;
-    }
     put(
         "monitoring.json",
         serde_json::to_vec_pretty(&monitoring.report)
@@ -689,25 +805,14 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
         &mut files,
     )
     .await?;
-
-    // Redis keyspace for this snapshot (invisible until the switch).
-    if let Some(r) = &cfg.redis {
-        let url = job
-            .redis_url
-            .clone()
-            .or_else(|| r.url.clone())
-            .ok_or_else(|| {
-                Error::Flag("redis: no url (set [redis] url, --redis-url or FTI_REDIS_URL)".into())
-            })?;
-        let mut target = RedisTarget::connect(&url, &r.prefix, r.keep).await?;
-        target.load(snapshot.as_str(), &redis_entries).await?;
-        info!(keys = redis_entries.len(), "loaded the redis keyspace");
+    if cfg.redis.is_some() {
+        info!(keys = redis_keys, "loaded the redis keyspace");
     }
     timings.insert("write", lap.elapsed().as_secs_f64());
 
     let part = PartManifest {
         files,
-        rows: rows.len() as u64,
+        rows: entities as u64,
     };
     if job.shard_count > 1 {
         let bytes = serde_json::to_vec(&part).unwrap_or_default();

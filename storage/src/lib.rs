@@ -28,6 +28,7 @@ pub mod snapshot;
 pub mod store;
 pub mod table;
 pub mod types;
+pub mod upload;
 pub mod vacuum;
 
 pub use error::{Error, Result};

@@ -1,7 +1,8 @@
 //! Encoding and decoding the Parquet files of the layout.
 //!
 //! Files are encoded in memory (bounded by the rows-per-file limit of the writer), hashed,
-//! and put in one request; readers fetch a whole file, verify its checksum, then decode it
+//! and put in one request, or, for prediction files of unbounded size, uploaded in pieces as
+//! they are encoded; readers fetch a whole file, verify its checksum, then decode it
 //! batch by batch. Parquet is written with zstd and column statistics so any reader (DuckDB,
 //! Polars, pandas, Spark) can prune by them.
 
@@ -65,7 +66,14 @@ impl ParquetEncoder {
         self.rows
     }
 
-    /// Finishes the file and returns its bytes.
+    /// Takes the bytes encoded so far (whole pages and row groups; the encoder keeps its own
+    /// offsets), so a large file can be uploaded while it is written: the concatenation of
+    /// every `take_encoded` and the final [`ParquetEncoder::finish`] is the file.
+    pub fn take_encoded(&mut self) -> Bytes {
+        Bytes::from(std::mem::take(self.writer.inner_mut()))
+    }
+
+    /// Finishes the file and returns its bytes (those not taken yet).
     pub fn finish(self) -> Result<Bytes> {
         // `into_inner` flushes the last row group and writes the footer.
         let bytes = self.writer.into_inner().map_err(|source| Error::Parquet {

@@ -16,6 +16,7 @@ use crate::layout::{self, DatasetKind};
 use crate::log::{self, Appended};
 use crate::names::{Name, NameKind};
 use crate::store::{Created, Store, encode_json};
+use crate::upload::FileUpload;
 
 /// What [`Store::publish`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,19 +45,40 @@ impl Store {
         relative: &str,
         bytes: Bytes,
     ) -> Result<StoredFile> {
-        // A sealed snapshot is immutable: refuse to write into it.
-        match self.snapshot(kind, dataset, snapshot).await {
-            Err(Error::SnapshotNotFound { .. }) => {}
-            Ok(_) => {
-                return Err(Error::SnapshotExists {
-                    dataset: dataset.to_string(),
-                    snapshot: snapshot.to_string(),
-                });
-            }
-            Err(e) => return Err(e),
-        }
+        self.refuse_sealed(kind, dataset, snapshot).await?;
         let path = layout::snapshot_file(kind, dataset, snapshot, relative)?;
         self.put_file(&path, relative.to_string(), bytes).await
+    }
+
+    /// Starts writing a large file into a snapshot that is not sealed yet, in pieces: nothing
+    /// appears at its path until [`FileUpload::finish`].
+    pub async fn snapshot_file_upload(
+        &self,
+        kind: DatasetKind,
+        dataset: &Name,
+        snapshot: &Name,
+        relative: &str,
+    ) -> Result<FileUpload> {
+        self.refuse_sealed(kind, dataset, snapshot).await?;
+        let path = layout::snapshot_file(kind, dataset, snapshot, relative)?;
+        Ok(FileUpload::new(self, path, relative.to_string()))
+    }
+
+    /// A sealed snapshot is immutable: refuse to write into it.
+    async fn refuse_sealed(
+        &self,
+        kind: DatasetKind,
+        dataset: &Name,
+        snapshot: &Name,
+    ) -> Result<()> {
+        match self.snapshot(kind, dataset, snapshot).await {
+            Err(Error::SnapshotNotFound { .. }) => Ok(()),
+            Ok(_) => Err(Error::SnapshotExists {
+                dataset: dataset.to_string(),
+                snapshot: snapshot.to_string(),
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads a file of a snapshot that may not be sealed yet (e.g. a shard's part manifest).

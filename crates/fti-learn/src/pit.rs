@@ -6,12 +6,12 @@
 //! each entity's rows sorted by event time; each lookup is a binary search. Memory grows with
 //! the feature table's rows, not with labels x history.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
-use arrow::compute::{cast, concat_batches, take};
+use arrow::compute::{cast, concat_batches, interleave, take};
 use arrow::datatypes::SchemaRef;
-use arrow::row::{OwnedRow, RowConverter, SortField};
+use arrow::row::{RowConverter, SortField};
 use futures::TryStreamExt;
 use storage::{Store, TableSnapshot};
 
@@ -32,8 +32,10 @@ pub struct FeatureIndex {
     batch: RecordBatch,
     key_fields: Vec<SortField>,
     key_types: Vec<arrow::datatypes::DataType>,
-    /// Entity key -> (event time µs, row), sorted by time.
-    rows: HashMap<OwnedRow, Vec<(i64, u32)>>,
+    /// Entity key (Arrow row format) -> its range of `entries`.
+    rows: KeyMap<(u32, u32)>,
+    /// (event time µs, row) of every row, grouped by entity and sorted by time within one.
+    entries: Vec<(i64, u32)>,
     pub table: String,
     pub version: u64,
 }
@@ -45,51 +47,107 @@ impl FeatureIndex {
         snapshot: &TableSnapshot,
         columns: &[String],
     ) -> Result<FeatureIndex> {
-        let def = snapshot.definition();
-        let mut wanted: Vec<String> = def.entity_keys.clone();
-        wanted.push(def.event_time.clone());
-        for c in columns {
-            if !wanted.contains(c) {
-                wanted.push(c.clone());
-            }
-        }
-        for c in &wanted {
-            if def.column(c).is_none() {
-                return Err(Error::MissingColumn {
-                    column: format!("{}.{c}", snapshot.table),
-                });
-            }
-        }
-        let schema = snapshot.schema()?;
-        let projected = std::sync::Arc::new(
-            schema.project(
-                &wanted
-                    .iter()
-                    .map(|c| schema.index_of(c))
-                    .collect::<Result<Vec<_>, _>>()?,
-            )?,
-        );
+        let wanted = wanted_columns(snapshot, columns)?;
+        let projected = projected_schema(snapshot, &wanted)?;
         let batches: Vec<RecordBatch> = snapshot
             .batches(store, Some(wanted.clone()))
+            .map_err(Error::from)
+            .and_then(|b| std::future::ready(reorder(&projected, &wanted, &b)))
             .try_collect()
             .await?;
-        // Columns come back in file order; reorder to `wanted`.
-        let batches = batches
-            .iter()
-            .map(|b| {
-                let cols = wanted
-                    .iter()
-                    .map(|c| {
-                        b.column_by_name(c)
-                            .cloned()
-                            .expect("projected column present")
-                    })
-                    .collect();
-                RecordBatch::try_new(projected.clone(), cols)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let batch = concat_batches(&projected, &batches)?;
-        let n_keys = def.entity_keys.len();
+        FeatureIndex::from_batch(snapshot, projected, batch)
+    }
+
+    /// Loads, in one streamed read, only each entity's row current at `at` (µs) under `as_of`
+    /// among the rows `filter` keeps: memory grows with the entities kept, not with the table's
+    /// history. Lookups at `at` then give what [`FeatureIndex::load`] would.
+    ///
+    /// With `max_keys`, stops early with [`Latest::TooMany`] once more entities than that
+    /// are kept, reporting how many it had found in how many table rows.
+    pub async fn load_latest(
+        store: &Store,
+        snapshot: &TableSnapshot,
+        columns: &[String],
+        at: i64,
+        as_of: AsOf,
+        filter: &RowFilter,
+        max_keys: Option<usize>,
+    ) -> Result<Latest> {
+        let wanted = wanted_columns(snapshot, columns)?;
+        let projected = projected_schema(snapshot, &wanted)?;
+        let n_keys = snapshot.definition().entity_keys.len();
+        let converter = RowConverter::new(
+            (0..n_keys)
+                .map(|i| SortField::new(projected.field(i).data_type().clone()))
+                .collect(),
+        )?;
+        let eligible = |t: i64| {
+            (if as_of.inclusive { t <= at } else { t < at })
+                && as_of.max_age_us.is_none_or(|max_age| at - t <= max_age)
+        };
+        // Entity key -> (event time, retained batch, row); ties go to the later row, as in
+        // `lookup`.
+        let mut best = Winners::default();
+        let mut retained: Vec<RecordBatch> = Vec::new();
+        let mut retained_rows = 0usize;
+        let mut rows_read = 0u64;
+        let mut stream = snapshot.batches(store, Some(wanted.clone()));
+        while let Some(batch) = stream.try_next().await? {
+            let batch = reorder(&projected, &wanted, &batch)?;
+            rows_read += batch.num_rows() as u64;
+            let keys = converter.convert_columns(&batch.columns()[..n_keys])?;
+            let times = storage::table::to_micros(batch.column(n_keys))?;
+            let slot = retained.len();
+            let mut taken: Vec<u32> = Vec::new();
+            for (i, key) in keys.iter().enumerate() {
+                if times.is_null(i) || !eligible(times.value(i)) || !filter.keeps(key.as_ref()) {
+                    continue;
+                }
+                let t = times.value(i);
+                let row = taken.len() as u32;
+                match best.get_mut(key.as_ref()) {
+                    Some(entry) if entry.0 > t => continue,
+                    Some(entry) => *entry = (t, slot, row),
+                    None => {
+                        best.insert(key.as_ref().into(), (t, slot, row));
+                    }
+                }
+                taken.push(i as u32);
+            }
+            if let Some(max) = max_keys
+                && best.len() > max
+            {
+                return Ok(Latest::TooMany {
+                    rows_read,
+                    keys: best.len(),
+                });
+            }
+            if taken.is_empty() {
+                continue;
+            }
+            retained_rows += taken.len();
+            retained.push(take_rows(&batch, &taken)?);
+            // Rows overtaken by later ones are garbage: compact once they dominate.
+            if retained_rows > 2 * best.len() + 65_536 {
+                let batch = gather(&projected, &retained, &mut best, false)?;
+                retained_rows = batch.num_rows();
+                retained = vec![batch];
+            }
+        }
+        let batch = gather(&projected, &retained, &mut best, true)?;
+        Ok(Latest::Loaded(FeatureIndex::from_batch(
+            snapshot, projected, batch,
+        )?))
+    }
+
+    /// Indexes a batch whose first columns are the table's entity keys, then its event time.
+    fn from_batch(
+        snapshot: &TableSnapshot,
+        projected: SchemaRef,
+        batch: RecordBatch,
+    ) -> Result<FeatureIndex> {
+        let n_keys = snapshot.definition().entity_keys.len();
         let key_types: Vec<arrow::datatypes::DataType> = (0..n_keys)
             .map(|i| projected.field(i).data_type().clone())
             .collect();
@@ -97,24 +155,58 @@ impl FeatureIndex {
         let converter = RowConverter::new(key_fields.clone())?;
         let keys = converter.convert_columns(&batch.columns()[..n_keys])?;
         let times = storage::table::to_micros(batch.column(n_keys))?;
-        let mut rows: HashMap<OwnedRow, Vec<(i64, u32)>> = HashMap::new();
-        for (i, key) in keys.iter().enumerate() {
-            rows.entry(key.owned())
-                .or_default()
-                .push((times.value(i), i as u32));
+        // Group rows by key without an allocation per row: number the keys, count, then
+        // place every row in its key's range.
+        let mut ids: KeyMap<u32> = KeyMap::default();
+        let mut group_of = Vec::with_capacity(keys.num_rows());
+        let mut counts: Vec<u32> = Vec::new();
+        for key in keys.iter() {
+            let next = counts.len() as u32;
+            let id = *ids.entry(key.as_ref().into()).or_insert(next);
+            if id == next {
+                counts.push(0);
+            }
+            counts[id as usize] += 1;
+            group_of.push(id);
         }
-        for entries in rows.values_mut() {
-            entries.sort_unstable();
+        let mut starts = Vec::with_capacity(counts.len());
+        let mut total = 0u32;
+        for c in &counts {
+            starts.push(total);
+            total += c;
         }
+        let mut fill = starts.clone();
+        let mut entries = vec![(0i64, 0u32); keys.num_rows()];
+        for (i, id) in group_of.into_iter().enumerate() {
+            let slot = &mut fill[id as usize];
+            entries[*slot as usize] = (times.value(i), i as u32);
+            *slot += 1;
+        }
+        for (start, count) in starts.iter().zip(&counts) {
+            if *count > 1 {
+                entries[*start as usize..(start + count) as usize].sort_unstable();
+            }
+        }
+        let rows = ids
+            .into_iter()
+            .map(|(key, id)| (key, (starts[id as usize], counts[id as usize])))
+            .collect();
         Ok(FeatureIndex {
             schema: projected,
             batch,
             key_fields,
             key_types,
             rows,
+            entries,
             table: snapshot.table.to_string(),
             version: snapshot.version,
         })
+    }
+
+    /// The (time, row) entries of a key, sorted by time.
+    fn entries_of(&self, key: &[u8]) -> Option<&[(i64, u32)]> {
+        let &(start, count) = self.rows.get(key)?;
+        Some(&self.entries[start as usize..(start + count) as usize])
     }
 
     /// The data types of the entity key columns, in order.
@@ -164,7 +256,7 @@ impl FeatureIndex {
                 continue;
             }
             let t = times.value(i);
-            let found = self.rows.get(&key.owned()).and_then(|entries| {
+            let found = self.entries_of(key.as_ref()).and_then(|entries| {
                 // Entries with time <= t (inclusive) or < t (strict).
                 let n = if as_of.inclusive {
                     entries.partition_point(|&(et, _)| et <= t)
@@ -195,11 +287,11 @@ impl FeatureIndex {
 
     /// Per entity, the row current at `at` (µs), entities in key order: the scoring spine.
     pub fn latest_rows(&self, at: i64, as_of: AsOf) -> Vec<u32> {
-        let mut keys: Vec<&OwnedRow> = self.rows.keys().collect();
-        keys.sort();
+        let mut keys: Vec<&[u8]> = self.rows.keys().map(|k| k.as_ref()).collect();
+        keys.sort_unstable();
         keys.into_iter()
             .filter_map(|key| {
-                let entries = &self.rows[key];
+                let entries = self.entries_of(key)?;
                 let n = if as_of.inclusive {
                     entries.partition_point(|&(et, _)| et <= at)
                 } else {
@@ -216,15 +308,177 @@ impl FeatureIndex {
 
     /// The indexed columns at `rows`, as a batch.
     pub fn take_batch(&self, rows: &[u32]) -> Result<RecordBatch> {
-        let indices = UInt32Array::from(rows.to_vec());
-        let columns = self
-            .batch
-            .columns()
-            .iter()
-            .map(|c| take(c, &indices, None))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        take_rows(&self.batch, rows)
     }
+}
+
+/// What [`FeatureIndex::load_latest`] found.
+pub enum Latest {
+    Loaded(FeatureIndex),
+    /// More entities than allowed: `keys` of them in the first `rows_read` table rows.
+    TooMany {
+        rows_read: u64,
+        keys: usize,
+    },
+}
+
+/// Which entities a streamed read keeps, by their entity key in Arrow's row format (see
+/// [`key_set`]).
+#[derive(Debug, Default, Clone)]
+pub struct RowFilter {
+    /// Only these keys.
+    pub keys: Option<KeySet>,
+    /// Only keys in partition `.0` of `.1` ([`key_partition`]).
+    pub partition: Option<(u64, u64)>,
+}
+
+impl RowFilter {
+    fn keeps(&self, key: &[u8]) -> bool {
+        self.partition
+            .is_none_or(|(index, count)| key_partition(key, count) == index)
+            && self.keys.as_ref().is_none_or(|keys| keys.contains(key))
+    }
+}
+
+/// The partition of an encoded entity key: FNV-1a, stable across processes and platforms.
+pub fn key_partition(key: &[u8], count: u64) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash % count.max(1)
+}
+
+/// The distinct keys of `columns` (label columns holding `snapshot`'s entity keys, in key
+/// order), encoded as that table's keys, for [`RowFilter::keys`].
+pub fn key_set(snapshot: &TableSnapshot, columns: &[ArrayRef]) -> Result<KeySet> {
+    let def = snapshot.definition();
+    let projected = projected_schema(snapshot, &def.entity_keys)?;
+    if columns.len() != def.entity_keys.len() {
+        return Err(Error::Join {
+            key: snapshot.table.to_string(),
+            message: format!(
+                "{} key columns given, the table has {}",
+                columns.len(),
+                def.entity_keys.len()
+            ),
+        });
+    }
+    let mut fields = Vec::new();
+    let mut cast_columns = Vec::new();
+    for (column, field) in columns.iter().zip(projected.fields()) {
+        let t = field.data_type();
+        cast_columns.push(if column.data_type() == t {
+            column.clone()
+        } else {
+            cast(column, t).map_err(|e| Error::Join {
+                key: snapshot.table.to_string(),
+                message: format!("cannot cast {} to {t}: {e}", column.data_type()),
+            })?
+        });
+        fields.push(SortField::new(t.clone()));
+    }
+    let rows = RowConverter::new(fields)?.convert_columns(&cast_columns)?;
+    Ok(rows.iter().map(|r| r.as_ref().into()).collect())
+}
+
+/// The table's entity keys, event time, then `columns`, each checked to exist.
+fn wanted_columns(snapshot: &TableSnapshot, columns: &[String]) -> Result<Vec<String>> {
+    let def = snapshot.definition();
+    let mut wanted: Vec<String> = def.entity_keys.clone();
+    wanted.push(def.event_time.clone());
+    for c in columns {
+        if !wanted.contains(c) {
+            wanted.push(c.clone());
+        }
+    }
+    for c in &wanted {
+        if def.column(c).is_none() {
+            return Err(Error::MissingColumn {
+                column: format!("{}.{c}", snapshot.table),
+            });
+        }
+    }
+    Ok(wanted)
+}
+
+fn projected_schema(snapshot: &TableSnapshot, wanted: &[String]) -> Result<SchemaRef> {
+    let schema = snapshot.schema()?;
+    let indices = wanted
+        .iter()
+        .map(|c| schema.index_of(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(std::sync::Arc::new(schema.project(&indices)?))
+}
+
+/// Columns come back from a read in file order; puts them in `wanted` order.
+fn reorder(projected: &SchemaRef, wanted: &[String], batch: &RecordBatch) -> Result<RecordBatch> {
+    let cols = wanted
+        .iter()
+        .map(|c| {
+            batch
+                .column_by_name(c)
+                .cloned()
+                .expect("projected column present")
+        })
+        .collect();
+    Ok(RecordBatch::try_new(projected.clone(), cols)?)
+}
+
+fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch> {
+    let indices = UInt32Array::from(rows.to_vec());
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| take(c, &indices, None))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// A set of encoded entity keys.
+pub type KeySet = HashSet<Box<[u8]>, foldhash::fast::RandomState>;
+
+/// A hash map keyed by encoded entity keys, with a fast non-cryptographic hasher.
+type KeyMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
+
+/// Entity key -> (event time, retained batch, row) of its latest row so far.
+type Winners = KeyMap<(i64, usize, u32)>;
+
+/// The winning rows of `best` as one batch (in key order when `sorted`), re-pointing `best`
+/// at it.
+fn gather(
+    schema: &SchemaRef,
+    retained: &[RecordBatch],
+    best: &mut Winners,
+    sorted: bool,
+) -> Result<RecordBatch> {
+    if best.is_empty() {
+        return Ok(RecordBatch::new_empty(schema.clone()));
+    }
+    let mut entries: Vec<_> = best.iter_mut().collect();
+    if sorted {
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    }
+    let picks: Vec<(usize, usize)> = entries
+        .iter()
+        .map(|(_, (_, slot, row))| (*slot, *row as usize))
+        .collect();
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let arrays: Vec<&dyn Array> = retained.iter().map(|b| b.column(c).as_ref()).collect();
+            interleave(&arrays, &picks)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, (_, entry)) in entries.iter_mut().enumerate() {
+        entry.1 = 0;
+        entry.2 = i as u32;
+    }
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &arrow::array::RecordBatchOptions::new().with_row_count(Some(picks.len())),
+    )?)
 }
 
 /// One feature group to join onto label (or scoring) rows: the exact table version, the

@@ -8,10 +8,10 @@ use arrow::array::{
     TimestampMicrosecondArray,
 };
 use arrow::datatypes::Float64Type;
-use fti_learn::pit::{AsOf, FeatureIndex};
+use fti_learn::pit::{AsOf, FeatureIndex, Latest, RowFilter, key_partition, key_set};
 use storage::{
-    ColumnDef, CommitRequest, Name, NameKind, Operation, Store, TableDefinition, TableWriter,
-    VersionSpec,
+    ColumnDef, CommitRequest, Name, NameKind, Operation, Store, TableDefinition, TableSnapshot,
+    TableWriter, VersionSpec,
 };
 
 const H: i64 = 3_600_000_000;
@@ -40,6 +40,14 @@ fn definition() -> TableDefinition {
 
 /// Feature rows `(key, hour, x)`.
 async fn index(rows: &[(&str, i64, f64)]) -> FeatureIndex {
+    let (store, snapshot) = table(rows, 3).await;
+    FeatureIndex::load(&store, &snapshot, &["x".into()])
+        .await
+        .unwrap()
+}
+
+/// A committed table of feature rows `(key, hour, x)`, `rows_per_file` rows per file.
+async fn table(rows: &[(&str, i64, f64)], rows_per_file: u64) -> (Store, TableSnapshot) {
     let store = Store::memory();
     let def = definition();
     let schema = storage::table::arrow_schema(&def).unwrap();
@@ -56,7 +64,7 @@ async fn index(rows: &[(&str, i64, f64)]) -> FeatureIndex {
     .unwrap();
     let mut writer = TableWriter::new(&store, &def)
         .unwrap()
-        .with_rows_per_file(3);
+        .with_rows_per_file(rows_per_file);
     writer.write(&batch).await.unwrap();
     let files = writer.finish().await.unwrap();
     store
@@ -70,9 +78,7 @@ async fn index(rows: &[(&str, i64, f64)]) -> FeatureIndex {
         )
         .await
         .unwrap();
-    FeatureIndex::load(&store, &snapshot, &["x".into()])
-        .await
-        .unwrap()
+    (store, snapshot)
 }
 
 /// The x values seen by labels `(key, hour)`.
@@ -213,5 +219,126 @@ async fn never_a_value_from_the_future_property() {
             // The reference only ever looks at rows at or before the label time.
             assert_eq!(value, expected, "label {label:?} with {as_of:?}");
         }
+    }
+}
+
+/// Scoring keeps only each entity's latest row (and only some entities): its lookups at the
+/// scoring time must be exactly those of the full index, whatever the filter, and entities
+/// filtered out must find nothing. 200k rows over 12 keys, so the reader compacts overtaken
+/// rows many times along the way.
+#[tokio::test]
+async fn latest_rows_load_agrees_with_the_full_index() {
+    let mut state = 0x9E3779B97F4A7C15u64;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let keys = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
+    let mut used = std::collections::HashSet::new();
+    let mut rows = Vec::new();
+    while rows.len() < 200_000 {
+        let key = keys[next(keys.len() as u64) as usize];
+        let hour = next(1_000_000) as i64;
+        if used.insert((key, hour)) {
+            rows.push((key, hour, next(1000) as f64));
+        }
+    }
+    // In time order, as event data usually is: every row overtakes the one before it.
+    rows.sort_by_key(|r| r.1);
+    let (store, snapshot) = table(&rows, 50_000).await;
+    let full = FeatureIndex::load(&store, &snapshot, &["x".into()])
+        .await
+        .unwrap();
+    let all_keys: ArrayRef = Arc::new(StringArray::from_iter_values(keys));
+    let encoded: Vec<Box<[u8]>> = {
+        // One key per call keeps the order of `keys`.
+        keys.iter()
+            .map(|k| {
+                let one: ArrayRef = Arc::new(StringArray::from_iter_values([*k]));
+                key_set(&snapshot, &[one])
+                    .unwrap()
+                    .into_iter()
+                    .next()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let some_keys = key_set(&snapshot, &[all_keys.slice(0, 5)]).unwrap();
+    for at_hour in [0, 1, 400_000, 999_999, 2_000_000] {
+        for as_of in [
+            INCLUSIVE,
+            STRICT,
+            AsOf {
+                inclusive: true,
+                max_age_us: Some(10 * H),
+            },
+        ] {
+            let labels: Vec<(&str, i64)> = keys.iter().map(|k| (*k, at_hour)).collect();
+            let expected = lookup(&full, &labels, as_of);
+            let filters = [
+                RowFilter::default(),
+                RowFilter {
+                    keys: Some(some_keys.clone()),
+                    partition: None,
+                },
+                RowFilter {
+                    keys: None,
+                    partition: Some((1, 3)),
+                },
+            ];
+            for filter in filters {
+                let Latest::Loaded(latest) = FeatureIndex::load_latest(
+                    &store,
+                    &snapshot,
+                    &["x".into()],
+                    at_hour * H,
+                    as_of,
+                    &filter,
+                    None,
+                )
+                .await
+                .unwrap() else {
+                    panic!("no cap was given")
+                };
+                let got = lookup(&latest, &labels, as_of);
+                for (i, key) in encoded.iter().enumerate() {
+                    let kept = filter.keys.as_ref().is_none_or(|k| k.contains(key))
+                        && filter
+                            .partition
+                            .is_none_or(|(p, n)| key_partition(key, n) == p);
+                    let want = if kept { expected[i] } else { None };
+                    assert_eq!(
+                        got[i], want,
+                        "key {} at hour {at_hour} with {as_of:?}, {filter:?}",
+                        keys[i]
+                    );
+                }
+                assert!(
+                    latest.num_rows() <= keys.len(),
+                    "one row per entity at most"
+                );
+            }
+        }
+    }
+    // With a cap below the number of entities, the read stops early and says how far it got.
+    match FeatureIndex::load_latest(
+        &store,
+        &snapshot,
+        &["x".into()],
+        2_000_000 * H,
+        INCLUSIVE,
+        &RowFilter::default(),
+        Some(5),
+    )
+    .await
+    .unwrap()
+    {
+        Latest::TooMany { rows_read, keys } => {
+            assert!(rows_read > 0 && rows_read <= 200_000);
+            assert!(keys > 5 && keys <= 12);
+        }
+        Latest::Loaded(_) => panic!("12 entities exceed a cap of 5"),
     }
 }

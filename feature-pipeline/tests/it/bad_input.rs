@@ -49,6 +49,38 @@ async fn unparsable_timestamp() {
     fails(&f, Exit::BadInput, &["yesterday-ish"]).await;
 }
 
+/// A source declared in event-time order (`ordered_by`) whose rows go back in time: the run
+/// names the file, the row and the column, and commits nothing. In order, it runs.
+#[tokio::test]
+async fn timestamps_out_of_order() {
+    let ordered = WINDOW_CONFIG.replace(
+        "path = \"events.csv\"",
+        "path = \"events.csv\"\nordered_by = \"ts\"",
+    );
+    assert_ne!(ordered, WINDOW_CONFIG);
+    // Row 2 (0-based) is a day earlier than row 1.
+    let csv = events_csv(&[("a", 0, 1.0), ("a", 2, 2.0), ("b", 1, 3.0), ("b", 3, 4.0)]);
+    let f = Fixture::new(&ordered, &[("events.csv", &csv)]);
+    fails(
+        &f,
+        Exit::BadInput,
+        &[
+            "events.csv",
+            "row 2",
+            "\"ts\"",
+            "2024-01-02T12:00:00",
+            "earlier than 2024-01-03T12:00:00",
+            "ordered_by",
+        ],
+    )
+    .await;
+
+    let in_order = events_csv(&[("a", 0, 1.0), ("b", 1, 3.0), ("a", 2, 2.0), ("b", 3, 4.0)]);
+    let f = Fixture::new(&ordered, &[("events.csv", &in_order)]);
+    build_features(&f.store, &f.job()).await.unwrap();
+    assert!(!f.tables().await.is_empty());
+}
+
 #[tokio::test]
 async fn unreadable_parquet() {
     let config = WINDOW_CONFIG

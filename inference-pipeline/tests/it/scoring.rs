@@ -261,3 +261,58 @@ async fn a_new_model_version_publishes_a_new_snapshot_and_rollback_restores() {
         "the previous snapshot is back"
     );
 }
+
+/// More entities than `entities_per_pass`: the spine is scored in hash partitions, one pass
+/// each, and every entity still comes out exactly once with the score it gets in one pass.
+#[tokio::test]
+async fn scoring_in_passes_scores_every_entity_once() {
+    let n = 300;
+    let store = Store::memory();
+    let w = World {
+        entities: n,
+        ..World::default()
+    };
+    world(&store, w).await;
+    register(&store, w, true, 0.0).await;
+    let config = CONFIG.replace("batch_rows = 7", "batch_rows = 7\nentities_per_pass = 40");
+    let summary = score(&store, &job(&config)).await.unwrap();
+    assert_eq!((summary.outcome, summary.entities), ("published", n));
+    assert!(
+        summary.passes >= 8,
+        "{} passes for {n} entities",
+        summary.passes
+    );
+
+    let kv = published(&store).await.unwrap();
+    let want = expected(&store, n).await;
+    assert_eq!(kv.len(), n);
+    for (k, v) in &want {
+        assert!((kv[k] - v).abs() < 1e-12, "{k}: {} vs {v}", kv[k]);
+    }
+    // No entity twice in any output file.
+    let dataset = Name::new(NameKind::Dataset, "scores").unwrap();
+    let current = store
+        .current(DatasetKind::Predictions, &dataset)
+        .await
+        .unwrap()
+        .unwrap();
+    let manifest = store
+        .snapshot(DatasetKind::Predictions, &dataset, &current.snapshot)
+        .await
+        .unwrap();
+    assert_eq!(manifest.num_rows, n as u64);
+    for file in ["kv.jsonl", "dynamodb.json"] {
+        let text = store.snapshot_file(&manifest, file).await.unwrap();
+        assert_eq!(text.iter().filter(|b| **b == b'\n').count(), n, "{file}");
+    }
+    let parquet = store
+        .snapshot_file(&manifest, "predictions.parquet")
+        .await
+        .unwrap();
+    let rows: usize = storage::parquet_io::decode_all(parquet, None, "predictions")
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, n);
+}

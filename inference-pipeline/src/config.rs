@@ -59,6 +59,10 @@ pub struct OutputSection {
     /// partitions, one pass each (every pass re-reads the feature tables).
     #[serde(default = "entities_per_pass")]
     pub entities_per_pass: usize,
+    /// Published snapshots kept in the store (the current one always is); older ones are
+    /// deleted after each publish. At least 2, so the previous one can be restored.
+    #[serde(default = "keep_snapshots")]
+    pub keep_snapshots: usize,
 }
 
 fn batch_rows() -> usize {
@@ -66,7 +70,11 @@ fn batch_rows() -> usize {
 }
 
 fn entities_per_pass() -> usize {
-    250_000
+    50_000
+}
+
+fn keep_snapshots() -> usize {
+    10
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -168,6 +176,11 @@ impl LoadedConfig {
         }
         if config.output.entities_per_pass == 0 {
             return Err(bad("output.entities_per_pass: must be positive".into()));
+        }
+        if config.output.keep_snapshots < 2 {
+            return Err(bad(
+                "output.keep_snapshots: must be at least 2 (the current snapshot and the one a rollback restores)".into(),
+            ));
         }
         if template_columns(&config.output.key).is_empty() {
             return Err(bad(format!(

@@ -15,6 +15,7 @@ use chrono::Utc;
 use fti_learn::model::{Model, Scores, Task};
 use fti_learn::pit::{AsOf, FeatureIndex, JoinSource, Latest, RowFilter, join_loaded, key_set};
 use fti_learn::preprocess::Preprocessing;
+use fti_learn::spill::Partitions;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use storage::{
@@ -298,6 +299,87 @@ pub fn shard_of(key: &str, count: usize) -> usize {
     (h % count.max(1) as u64) as usize
 }
 
+/// A run in passes reads the spine, and every joined group keyed like it, from the store once,
+/// split by entity-key hash into local files (removed with the run); each pass then reads its
+/// own partition. Groups keyed otherwise are read again in each pass, only the keys needed.
+struct Spill {
+    _dir: tempfile::TempDir,
+    spine: Partitions,
+    joins: Vec<Option<Partitions>>,
+}
+
+impl Spill {
+    async fn write(
+        store: &Store,
+        plan: &Plan,
+        spine_cols: &[String],
+        as_of: i64,
+        passes: u64,
+    ) -> Result<Spill> {
+        let dir = tempfile::Builder::new()
+            .prefix("fti-score-")
+            .tempdir()
+            .map_err(|e| {
+                Error::Learn(fti_learn::Error::Spill {
+                    path: std::env::temp_dir().display().to_string(),
+                    message: e.to_string(),
+                })
+            })?;
+        let spine = Partitions::write(
+            store,
+            &plan.spine,
+            spine_cols,
+            as_of,
+            plan.as_of,
+            passes,
+            dir.path(),
+        )
+        .await?;
+        let spine_keys = &plan.spine.definition().entity_keys;
+        let spine_schema = plan.spine.schema()?;
+        let mut joins = Vec::with_capacity(plan.joins.len());
+        for j in &plan.joins {
+            // Same partitions only when the keys encode the same: the spine's own key columns,
+            // of the same types.
+            let same_keys = &j.label_keys == spine_keys
+                && j.snapshot.schema().is_ok_and(|s| {
+                    j.snapshot
+                        .definition()
+                        .entity_keys
+                        .iter()
+                        .zip(spine_keys)
+                        .all(|(a, b)| {
+                            match (s.field_with_name(a), spine_schema.field_with_name(b)) {
+                                (Ok(fa), Ok(fb)) => fa.data_type() == fb.data_type(),
+                                _ => false,
+                            }
+                        })
+                });
+            joins.push(if same_keys {
+                Some(
+                    Partitions::write(
+                        store,
+                        &j.snapshot,
+                        &j.columns,
+                        as_of,
+                        j.as_of,
+                        passes,
+                        dir.path(),
+                    )
+                    .await?,
+                )
+            } else {
+                None
+            });
+        }
+        Ok(Spill {
+            _dir: dir,
+            spine,
+            joins,
+        })
+    }
+}
+
 /// The export key of every row: the key template over the row's columns.
 fn render_keys(batch: &RecordBatch, key_cols: &[String], template: &str) -> Result<Vec<String>> {
     let parts: Vec<Vec<String>> = key_cols
@@ -523,7 +605,7 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
             sinks.redis = Some(RedisTarget::connect(&url, &r.prefix, r.keep).await?);
         }
     }
-    timings.insert("load", lap.elapsed().as_secs_f64());
+    timings.insert("open", lap.elapsed().as_secs_f64());
     lap = Instant::now();
 
     let mut input_profiler: Option<fti_stats::TableProfiler> = None;
@@ -539,31 +621,38 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
     let passes_result: Result<u64> = async {
         let mut passes: u64 = 1;
         let mut pass: u64 = 0;
+        let mut spill: Option<Spill> = None;
         while pass < passes {
-            let filter = RowFilter {
-                keys: None,
-                partition: (passes > 1).then_some((pass, passes)),
-            };
-            let spine_index = match FeatureIndex::load_latest(
-                store,
-                &plan.spine,
-                &spine_cols,
-                as_of,
-                plan.as_of,
-                &filter,
-                (passes == 1).then_some(cap),
-            )
-            .await?
-            {
-                Latest::Loaded(index) => index,
-                Latest::TooMany { rows_read, keys } => {
-                    // Entities seen so far, extrapolated to the whole spine table.
-                    let total = plan.spine.num_rows().max(rows_read) as f64;
-                    let estimate = keys as f64 * total / rows_read.max(1) as f64;
-                    passes = ((estimate * 1.25 / cap as f64).ceil() as u64).max(2);
-                    info!(passes, entities_per_pass = cap, "scoring in passes");
-                    continue;
-                }
+            let spine_index = match &spill {
+                Some(spill) => spill.spine.load_latest(
+                    &plan.spine,
+                    pass,
+                    as_of,
+                    plan.as_of,
+                    &RowFilter::default(),
+                )?,
+                None => match FeatureIndex::load_latest(
+                    store,
+                    &plan.spine,
+                    &spine_cols,
+                    as_of,
+                    plan.as_of,
+                    &RowFilter::default(),
+                    Some(cap),
+                )
+                .await?
+                {
+                    Latest::Loaded(index) => index,
+                    Latest::TooMany { rows_read, keys } => {
+                        // Entities seen so far, extrapolated to the whole spine table.
+                        let total = plan.spine.num_rows().max(rows_read) as f64;
+                        let estimate = keys as f64 * total / rows_read.max(1) as f64;
+                        passes = ((estimate * 1.25 / cap as f64).ceil() as u64).max(2);
+                        info!(passes, entities_per_pass = cap, "scoring in passes");
+                        spill = Some(Spill::write(store, &plan, &spine_cols, as_of, passes).await?);
+                        continue;
+                    }
+                },
             };
             pass += 1;
             let out_schema = match &out_schema {
@@ -625,7 +714,7 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
             // Each joined group: only the keys these entities need, at their latest row.
             let selected = spine_index.take_batch(&rows)?;
             let mut indices = Vec::with_capacity(plan.joins.len());
-            for j in &plan.joins {
+            for (ji, j) in plan.joins.iter().enumerate() {
                 let key_columns: Vec<ArrayRef> = j
                     .label_keys
                     .iter()
@@ -635,6 +724,16 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
                     keys: Some(key_set(&j.snapshot, &key_columns)?),
                     partition: None,
                 };
+                if let Some(partitions) = spill.as_ref().and_then(|s| s.joins[ji].as_ref()) {
+                    indices.push(partitions.load_latest(
+                        &j.snapshot,
+                        pass - 1,
+                        as_of,
+                        j.as_of,
+                        &filter,
+                    )?);
+                    continue;
+                }
                 match FeatureIndex::load_latest(
                     store,
                     &j.snapshot,
@@ -940,6 +1039,13 @@ async fn publish(
         .await?;
     if let Published::Moved(m) = &moved {
         info!(seq = m.seq, snapshot = %snapshot, "published");
+        // Retention: the oldest snapshots beyond `keep_snapshots` go (never the current one).
+        let pruned = store
+            .prune_snapshots(KIND, dataset, cfg.output.keep_snapshots)
+            .await?;
+        if !pruned.is_empty() {
+            info!(pruned = ?pruned, keep = cfg.output.keep_snapshots, "pruned old snapshots");
+        }
     }
     let Some(r) = &cfg.redis else { return Ok(None) };
     let url = job

@@ -49,6 +49,9 @@ pub enum Error {
     #[error("join key {key:?}: {message}")]
     Join { key: String, message: String },
 
+    #[error("local spill file {path}: {message}")]
+    Spill { path: String, message: String },
+
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
 

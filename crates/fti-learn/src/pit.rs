@@ -76,69 +76,20 @@ impl FeatureIndex {
     ) -> Result<Latest> {
         let wanted = wanted_columns(snapshot, columns)?;
         let projected = projected_schema(snapshot, &wanted)?;
-        let n_keys = snapshot.definition().entity_keys.len();
-        let converter = RowConverter::new(
-            (0..n_keys)
-                .map(|i| SortField::new(projected.field(i).data_type().clone()))
-                .collect(),
-        )?;
-        let eligible = |t: i64| {
-            (if as_of.inclusive { t <= at } else { t < at })
-                && as_of.max_age_us.is_none_or(|max_age| at - t <= max_age)
-        };
-        // Entity key -> (event time, retained batch, row); ties go to the later row, as in
-        // `lookup`.
-        let mut best = Winners::default();
-        let mut retained: Vec<RecordBatch> = Vec::new();
-        let mut retained_rows = 0usize;
-        let mut rows_read = 0u64;
+        let mut latest = LatestRows::new(snapshot, projected.clone(), at, as_of, filter)?;
         let mut stream = snapshot.batches(store, Some(wanted.clone()));
         while let Some(batch) = stream.try_next().await? {
-            let batch = reorder(&projected, &wanted, &batch)?;
-            rows_read += batch.num_rows() as u64;
-            let keys = converter.convert_columns(&batch.columns()[..n_keys])?;
-            let times = storage::table::to_micros(batch.column(n_keys))?;
-            let slot = retained.len();
-            let mut taken: Vec<u32> = Vec::new();
-            for (i, key) in keys.iter().enumerate() {
-                if times.is_null(i) || !eligible(times.value(i)) || !filter.keeps(key.as_ref()) {
-                    continue;
-                }
-                let t = times.value(i);
-                let row = taken.len() as u32;
-                match best.get_mut(key.as_ref()) {
-                    Some(entry) if entry.0 > t => continue,
-                    Some(entry) => *entry = (t, slot, row),
-                    None => {
-                        best.insert(key.as_ref().into(), (t, slot, row));
-                    }
-                }
-                taken.push(i as u32);
-            }
+            latest.push(&reorder(&projected, &wanted, &batch)?)?;
             if let Some(max) = max_keys
-                && best.len() > max
+                && latest.best.len() > max
             {
                 return Ok(Latest::TooMany {
-                    rows_read,
-                    keys: best.len(),
+                    rows_read: latest.rows_read,
+                    keys: latest.best.len(),
                 });
             }
-            if taken.is_empty() {
-                continue;
-            }
-            retained_rows += taken.len();
-            retained.push(take_rows(&batch, &taken)?);
-            // Rows overtaken by later ones are garbage: compact once they dominate.
-            if retained_rows > 2 * best.len() + 65_536 {
-                let batch = gather(&projected, &retained, &mut best, false)?;
-                retained_rows = batch.num_rows();
-                retained = vec![batch];
-            }
         }
-        let batch = gather(&projected, &retained, &mut best, true)?;
-        Ok(Latest::Loaded(FeatureIndex::from_batch(
-            snapshot, projected, batch,
-        )?))
+        Ok(Latest::Loaded(latest.finish(snapshot)?))
     }
 
     /// Indexes a batch whose first columns are the table's entity keys, then its event time.
@@ -312,6 +263,105 @@ impl FeatureIndex {
     }
 }
 
+/// Each entity's latest eligible row among the batches pushed (see
+/// [`FeatureIndex::load_latest`]); memory grows with the entities, not the rows.
+pub(crate) struct LatestRows<'a> {
+    projected: SchemaRef,
+    n_keys: usize,
+    converter: RowConverter,
+    at: i64,
+    as_of: AsOf,
+    filter: &'a RowFilter,
+    best: Winners,
+    retained: Vec<RecordBatch>,
+    retained_rows: usize,
+    rows_read: u64,
+}
+
+impl<'a> LatestRows<'a> {
+    /// `projected`: the table's entity keys, its event time, then other columns.
+    pub(crate) fn new(
+        snapshot: &TableSnapshot,
+        projected: SchemaRef,
+        at: i64,
+        as_of: AsOf,
+        filter: &'a RowFilter,
+    ) -> Result<Self> {
+        let n_keys = snapshot.definition().entity_keys.len();
+        let converter = RowConverter::new(
+            (0..n_keys)
+                .map(|i| SortField::new(projected.field(i).data_type().clone()))
+                .collect(),
+        )?;
+        Ok(LatestRows {
+            projected,
+            n_keys,
+            converter,
+            at,
+            as_of,
+            filter,
+            best: Winners::default(),
+            retained: Vec::new(),
+            retained_rows: 0,
+            rows_read: 0,
+        })
+    }
+
+    /// Adds a batch with the columns of `projected`, in its order.
+    pub(crate) fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows_read += batch.num_rows() as u64;
+        let keys = self
+            .converter
+            .convert_columns(&batch.columns()[..self.n_keys])?;
+        let times = storage::table::to_micros(batch.column(self.n_keys))?;
+        let slot = self.retained.len();
+        let mut taken: Vec<u32> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            if times.is_null(i)
+                || !eligible(times.value(i), self.at, self.as_of)
+                || !self.filter.keeps(key.as_ref())
+            {
+                continue;
+            }
+            let t = times.value(i);
+            let row = taken.len() as u32;
+            // Ties go to the later row, as in `lookup`.
+            match self.best.get_mut(key.as_ref()) {
+                Some(entry) if entry.0 > t => continue,
+                Some(entry) => *entry = (t, slot, row),
+                None => {
+                    self.best.insert(key.as_ref().into(), (t, slot, row));
+                }
+            }
+            taken.push(i as u32);
+        }
+        if taken.is_empty() {
+            return Ok(());
+        }
+        self.retained_rows += taken.len();
+        self.retained.push(take_rows(batch, &taken)?);
+        // Rows overtaken by later ones are garbage: compact once they dominate.
+        if self.retained_rows > 2 * self.best.len() + 65_536 {
+            let batch = gather(&self.projected, &self.retained, &mut self.best, false)?;
+            self.retained_rows = batch.num_rows();
+            self.retained = vec![batch];
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(mut self, snapshot: &TableSnapshot) -> Result<FeatureIndex> {
+        let batch = gather(&self.projected, &self.retained, &mut self.best, true)?;
+        FeatureIndex::from_batch(snapshot, self.projected, batch)
+    }
+}
+
+/// Whether a row at `t` can be the one current at `at`: not after it (or not at it, when
+/// strict) and not older than the maximum age.
+pub(crate) fn eligible(t: i64, at: i64, as_of: AsOf) -> bool {
+    (if as_of.inclusive { t <= at } else { t < at })
+        && as_of.max_age_us.is_none_or(|max_age| at - t <= max_age)
+}
+
 /// What [`FeatureIndex::load_latest`] found.
 pub enum Latest {
     Loaded(FeatureIndex),
@@ -384,7 +434,7 @@ pub fn key_set(snapshot: &TableSnapshot, columns: &[ArrayRef]) -> Result<KeySet>
 }
 
 /// The table's entity keys, event time, then `columns`, each checked to exist.
-fn wanted_columns(snapshot: &TableSnapshot, columns: &[String]) -> Result<Vec<String>> {
+pub(crate) fn wanted_columns(snapshot: &TableSnapshot, columns: &[String]) -> Result<Vec<String>> {
     let def = snapshot.definition();
     let mut wanted: Vec<String> = def.entity_keys.clone();
     wanted.push(def.event_time.clone());
@@ -403,7 +453,7 @@ fn wanted_columns(snapshot: &TableSnapshot, columns: &[String]) -> Result<Vec<St
     Ok(wanted)
 }
 
-fn projected_schema(snapshot: &TableSnapshot, wanted: &[String]) -> Result<SchemaRef> {
+pub(crate) fn projected_schema(snapshot: &TableSnapshot, wanted: &[String]) -> Result<SchemaRef> {
     let schema = snapshot.schema()?;
     let indices = wanted
         .iter()
@@ -413,7 +463,11 @@ fn projected_schema(snapshot: &TableSnapshot, wanted: &[String]) -> Result<Schem
 }
 
 /// Columns come back from a read in file order; puts them in `wanted` order.
-fn reorder(projected: &SchemaRef, wanted: &[String], batch: &RecordBatch) -> Result<RecordBatch> {
+pub(crate) fn reorder(
+    projected: &SchemaRef,
+    wanted: &[String],
+    batch: &RecordBatch,
+) -> Result<RecordBatch> {
     let cols = wanted
         .iter()
         .map(|c| {
@@ -426,7 +480,7 @@ fn reorder(projected: &SchemaRef, wanted: &[String], batch: &RecordBatch) -> Res
     Ok(RecordBatch::try_new(projected.clone(), cols)?)
 }
 
-fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch> {
+pub(crate) fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch> {
     let indices = UInt32Array::from(rows.to_vec());
     let columns = batch
         .columns()

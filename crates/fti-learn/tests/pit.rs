@@ -9,6 +9,7 @@ use arrow::array::{
 };
 use arrow::datatypes::Float64Type;
 use fti_learn::pit::{AsOf, FeatureIndex, Latest, RowFilter, key_partition, key_set};
+use fti_learn::spill::Partitions;
 use storage::{
     ColumnDef, CommitRequest, Name, NameKind, Operation, Store, TableDefinition, TableSnapshot,
     TableWriter, VersionSpec,
@@ -322,6 +323,49 @@ async fn latest_rows_load_agrees_with_the_full_index() {
             }
         }
     }
+    // Spilled once into 3 partition files, partition p holds what the partition filter keeps.
+    let dir = tempfile::tempdir().unwrap();
+    let spilled = Partitions::write(
+        &store,
+        &snapshot,
+        &["x".into()],
+        999_999 * H,
+        INCLUSIVE,
+        3,
+        dir.path(),
+    )
+    .await
+    .unwrap();
+    assert!(spilled.rows > 0 && spilled.rows <= 200_000);
+    let labels: Vec<(&str, i64)> = keys.iter().map(|k| (*k, 999_999)).collect();
+    let mut found = 0;
+    for p in 0..3 {
+        let filter = RowFilter {
+            keys: None,
+            partition: Some((p, 3)),
+        };
+        let Latest::Loaded(direct) = FeatureIndex::load_latest(
+            &store,
+            &snapshot,
+            &["x".into()],
+            999_999 * H,
+            INCLUSIVE,
+            &filter,
+            None,
+        )
+        .await
+        .unwrap() else {
+            panic!("no cap was given")
+        };
+        let from_file = spilled
+            .load_latest(&snapshot, p, 999_999 * H, INCLUSIVE, &RowFilter::default())
+            .unwrap();
+        let got = lookup(&from_file, &labels, INCLUSIVE);
+        assert_eq!(got, lookup(&direct, &labels, INCLUSIVE), "partition {p}");
+        found += got.iter().flatten().count();
+    }
+    assert_eq!(found, keys.len(), "every entity in exactly one partition");
+
     // With a cap below the number of entities, the read stops early and says how far it got.
     match FeatureIndex::load_latest(
         &store,

@@ -56,7 +56,7 @@ pub struct ColumnProfiler {
     max: f64,
     sample: Vec<f64>,
     rng: u64,
-    categories: Option<HashMap<String, u64>>,
+    categories: Option<HashMap<String, u64, foldhash::fast::FixedState>>,
 }
 
 /// The statistics of a column plus the sample they were computed from (for drift checks).
@@ -82,7 +82,7 @@ impl ColumnProfiler {
             max: f64::NEG_INFINITY,
             sample: Vec::new(),
             rng: 0x9E37_79B9_7F4A_7C15,
-            categories: (kind == Kind::Categorical).then(HashMap::new),
+            categories: (kind == Kind::Categorical).then(HashMap::default),
         }
     }
 

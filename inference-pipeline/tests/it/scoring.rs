@@ -316,3 +316,38 @@ async fn scoring_in_passes_scores_every_entity_once() {
         .sum();
     assert_eq!(rows, n);
 }
+
+/// Retention: after each publish only the newest `keep_snapshots` snapshots remain, the
+/// current one among them, and the one before it can still be restored.
+#[tokio::test]
+async fn old_snapshots_are_pruned_beyond_keep_snapshots() {
+    let store = Store::memory();
+    world(&store, World::default()).await;
+    register(&store, World::default(), true, 0.0).await;
+    let config = CONFIG.replace("batch_rows = 7", "batch_rows = 7\nkeep_snapshots = 2");
+    let mut snapshots = Vec::new();
+    for hours in 0..3 {
+        let mut j = job(&config);
+        j.as_of = Some(crate::support::T0 + hours * 3_600_000_000);
+        let summary = score(&store, &j).await.unwrap();
+        assert_eq!(summary.outcome, "published");
+        snapshots.push(Name::new(NameKind::Snapshot, summary.snapshot.as_str()).unwrap());
+    }
+    let dataset = Name::new(NameKind::Dataset, "scores").unwrap();
+    let kind = DatasetKind::Predictions;
+    assert!(matches!(
+        store.snapshot(kind, &dataset, &snapshots[0]).await,
+        Err(storage::Error::SnapshotNotFound { .. })
+    ));
+    for kept in &snapshots[1..] {
+        store.snapshot(kind, &dataset, kept).await.unwrap();
+    }
+    let current = store.current(kind, &dataset).await.unwrap().unwrap();
+    assert_eq!(current.snapshot, snapshots[2]);
+    store
+        .rollback_pointer(kind, &dataset, "test", "retention keeps the previous one")
+        .await
+        .unwrap();
+    let current = store.current(kind, &dataset).await.unwrap().unwrap();
+    assert_eq!(current.snapshot, snapshots[1]);
+}

@@ -28,6 +28,8 @@ pub struct EngineOptions {
     pub memory_limit: usize,
     /// Threads of parallelism (default: all cores).
     pub target_partitions: usize,
+    /// Feature groups computed at the same time (each holds its own query's memory).
+    pub concurrent_groups: usize,
 }
 
 impl Default for EngineOptions {
@@ -35,6 +37,7 @@ impl Default for EngineOptions {
         EngineOptions {
             memory_limit: 1 << 30,
             target_partitions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            concurrent_groups: 2,
         }
     }
 }

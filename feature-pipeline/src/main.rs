@@ -55,6 +55,9 @@ enum Command {
         /// Memory the query engine may use before spilling, in MiB
         #[arg(long, env = "FTI_MEMORY_LIMIT_MB", default_value_t = 1024)]
         memory_limit_mb: usize,
+        /// Feature groups computed at the same time (1 = one after the other, least memory)
+        #[arg(long, env = "FTI_CONCURRENT_GROUPS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+        concurrent_groups: u16,
     },
     /// Check a feature repository file without reading data
     Check {
@@ -120,6 +123,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
             sources,
             dry_run,
             memory_limit_mb,
+            concurrent_groups,
         } => {
             let range = match (from, to) {
                 (Some(from), Some(to)) => {
@@ -140,6 +144,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
                 overrides: sources,
                 engine: EngineOptions {
                     memory_limit: memory_limit_mb << 20,
+                    concurrent_groups: usize::from(concurrent_groups),
                     ..EngineOptions::default()
                 },
             };

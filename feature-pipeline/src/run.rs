@@ -5,6 +5,7 @@
 //! fingerprints), so re-running the same logical run commits nothing new.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
@@ -18,7 +19,8 @@ use storage::{
     ColumnDef, CommitOutcome, CommitRequest, DataFile, Name, NameKind, ObjectRef, Operation,
     RunRecord, RunStatus, Store, TableDefinition, TableWriter, ValidationReport,
 };
-use tracing::{info, info_span, warn};
+use tokio::sync::Semaphore;
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{GroupConfig, LoadedRepo};
 use crate::engine::{self, EngineOptions};
@@ -128,7 +130,10 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
 
     let ctx = engine::session(&job.repo, &job.overrides, &job.engine).await?;
     let mut summaries = Vec::new();
-    let mut staged: Vec<(String, Staged)> = Vec::new();
+    // Groups are independent (their own query, validation, statistics and staged files): they
+    // run as tasks, `concurrent_groups` at a time, and are taken back in declaration order.
+    let permits = Arc::new(Semaphore::new(job.engine.concurrent_groups.max(1)));
+    let mut tasks = Vec::new();
     for group in &selected {
         let group_started = Instant::now();
         let config = &job.repo.repo.groups[group];
@@ -160,16 +165,53 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
             continue;
         }
         let previous = history.last().and_then(|c| c.statistics.clone());
-        let result = compute_group(store, &ctx, group, config, job, previous.as_ref(), key).await;
-        let mut group_staged = match result {
-            Ok(s) => s,
-            Err(e) => {
-                discard(store, &staged).await;
-                return Err(e);
-            }
+        let (store, ctx, permits) = (store.clone(), ctx.clone(), permits.clone());
+        let (group, config) = (group.clone(), config.clone());
+        let (range, dry_run) = (job.range, job.dry_run);
+        let task = async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            let started = Instant::now();
+            let mut staged = compute_group(
+                &store,
+                &ctx,
+                &group,
+                &config,
+                range,
+                dry_run,
+                previous.as_ref(),
+                key,
+            )
+            .await?;
+            staged.seconds = started.elapsed().as_secs_f64();
+            Ok::<_, Error>((group, staged))
         };
-        group_staged.seconds = group_started.elapsed().as_secs_f64();
-        staged.push((group.clone(), group_staged));
+        tasks.push(tokio::spawn(task.instrument(tracing::Span::current())));
+    }
+    // Every task finishes (so no staged file is left behind by a running one) before errors
+    // are acted on.
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        match task.await {
+            Ok(result) => results.push(result),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    let mut staged: Vec<(String, Staged)> = Vec::new();
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(done) => staged.push(done),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        discard(store, &staged).await;
+        return Err(e);
     }
 
     let rejected = staged
@@ -380,12 +422,14 @@ async fn discard(store: &Store, staged: &[(String, Staged)]) {
 }
 
 /// Runs one group's query and stages its output.
+#[allow(clippy::too_many_arguments)]
 async fn compute_group(
     store: &Store,
     ctx: &SessionContext,
     group: &str,
     config: &GroupConfig,
-    job: &FeatureJob,
+    range: Option<(i64, i64)>,
+    dry_run: bool,
     previous: Option<&storage::TableStatistics>,
     key: String,
 ) -> Result<Staged> {
@@ -401,7 +445,7 @@ async fn compute_group(
     let output: Schema = df.schema().as_arrow().clone();
     let definition = definition_for(group, config, &output)?;
     let target = storage::table::arrow_schema(&definition)?;
-    if let Some((from, to)) = job.range {
+    if let Some((from, to)) = range {
         let et = cast(
             ident(&config.event_time),
             DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -415,7 +459,7 @@ async fn compute_group(
     let mut stream = df.execute_stream().await.map_err(exec_err)?;
     let mut validator = Validator::new(group, config, &target);
     let mut profiler = fti_stats::TableProfiler::new(&target);
-    let mut writer = (!job.dry_run)
+    let mut writer = (!dry_run)
         .then(|| TableWriter::new(store, &definition))
         .transpose()?;
     let mut rows = 0u64;

@@ -98,6 +98,7 @@ impl Fixture {
             engine: EngineOptions {
                 memory_limit: 256 << 20,
                 target_partitions: 2,
+                concurrent_groups: 2,
             },
         }
     }

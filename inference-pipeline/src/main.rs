@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use fti_runtime::{Exit, LogArgs, StoreArgs};
 use inference_pipeline::exports::RedisTarget;
-use inference_pipeline::score::{commit, snapshot_for};
+use inference_pipeline::score::{Standing, commit, snapshot_for, standing};
 use inference_pipeline::{Error, LoadedConfig, ScoreJob, parse_time, score};
 use storage::{DatasetKind, Store};
 
@@ -137,14 +137,15 @@ async fn run(command: Command) -> Result<Exit, Error> {
             let (job, url) = job(args, 0, None, false)?;
             let store = Store::open(&url).await?;
             let (manifest, dataset, snapshot, versions) = snapshot_for(&store, &job).await?;
-            if store
-                .current(DatasetKind::Predictions, &dataset)
-                .await?
-                .is_some_and(|c| c.snapshot == snapshot)
-            {
+            let outcome = match standing(&store, &dataset, &snapshot).await? {
+                Standing::Current => Some("already_published"),
+                Standing::Superseded => Some("superseded"),
+                Standing::NeverPublished => None,
+            };
+            if let Some(outcome) = outcome {
                 println!(
                     "{}",
-                    serde_json::json!({"snapshot": snapshot, "outcome": "already_published"})
+                    serde_json::json!({"snapshot": snapshot, "outcome": outcome})
                 );
                 return Ok(Exit::AlreadyDone);
             }

@@ -65,7 +65,9 @@ pub struct ScoreSummary {
     pub entities: usize,
     /// Hash partitions of the spine scored one after the other (see `entities_per_pass`).
     pub passes: u64,
-    /// `published`, `already_published`, `part_written` (waiting for other shards), `dry_run`.
+    /// `published`, `already_published`, `superseded` (published before, since replaced by a
+    /// newer snapshot or a rollback: left as is), `part_written` (waiting for other shards),
+    /// `dry_run`.
     pub outcome: &'static str,
     pub redis: Option<Value>,
     pub monitoring_failures: Vec<String>,
@@ -514,20 +516,27 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
     if !job.dry_run {
         match store.snapshot(KIND, &dataset, &snapshot).await {
             Ok(sealed) => {
-                let current = store.current(KIND, &dataset).await?;
-                if current.as_ref().is_some_and(|c| c.snapshot == snapshot) {
-                    info!(snapshot = %snapshot, "already published");
-                    summary.status = RunStatus::AlreadyDone;
-                    summary.outcome = "already_published";
-                    summary.entities = sealed.num_rows as usize;
-                    // A run killed between the store pointer and the Redis switch left Redis
-                    // behind: finish the switch (a no-op when it is already current).
-                    summary.redis = publish(store, job, &dataset, &snapshot).await?;
-                    summary.seconds = started.elapsed().as_secs_f64();
-                    return Ok(summary);
-                }
                 summary.entities = sealed.num_rows as usize;
-                summary.redis = publish(store, job, &dataset, &snapshot).await?;
+                match standing(store, &dataset, &snapshot).await? {
+                    Standing::Current => {
+                        info!(snapshot = %snapshot, "already published");
+                        summary.status = RunStatus::AlreadyDone;
+                        summary.outcome = "already_published";
+                        // A run killed between the store pointer and the Redis switch left
+                        // Redis behind: finish the switch (a no-op when it is already current).
+                        summary.redis = publish(store, job, &dataset, &snapshot).await?;
+                    }
+                    Standing::Superseded => {
+                        // A retry or backfill of an old job must not move readers back.
+                        info!(snapshot = %snapshot, "published before and since replaced (newer snapshot or rollback): left as is");
+                        summary.status = RunStatus::AlreadyDone;
+                        summary.outcome = "superseded";
+                    }
+                    // Sealed by a run killed before it published: publish now.
+                    Standing::NeverPublished => {
+                        summary.redis = publish(store, job, &dataset, &snapshot).await?;
+                    }
+                }
                 summary.seconds = started.elapsed().as_secs_f64();
                 return Ok(summary);
             }
@@ -1058,6 +1067,25 @@ async fn publish(
     Ok(Some(
         json!({"current": snapshot.as_str(), "current_key": target.current_key(), "pruned": pruned}),
     ))
+}
+
+/// Where a sealed snapshot stands in its dataset's pointer history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Readers see it now.
+    Current,
+    /// It was published, then replaced by a newer snapshot or a rollback.
+    Superseded,
+    NeverPublished,
+}
+
+pub async fn standing(store: &Store, dataset: &Name, snapshot: &Name) -> Result<Standing> {
+    let history = store.pointer_history(KIND, dataset).await?;
+    Ok(match history.last() {
+        Some(m) if &m.snapshot == snapshot => Standing::Current,
+        _ if history.iter().any(|m| &m.snapshot == snapshot) => Standing::Superseded,
+        _ => Standing::NeverPublished,
+    })
 }
 
 /// Seals and publishes a sharded snapshot once every part exists.

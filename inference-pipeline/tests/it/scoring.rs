@@ -351,3 +351,51 @@ async fn old_snapshots_are_pruned_beyond_keep_snapshots() {
     let current = store.current(kind, &dataset).await.unwrap().unwrap();
     assert_eq!(current.snapshot, snapshots[1]);
 }
+
+/// A retry or backfill of an older job whose snapshot was published and then replaced does not
+/// move readers back: it reports "already done" and the newer snapshot stays current. Likewise
+/// after a rollback, a retry of the rolled-back job leaves the rollback in place.
+#[tokio::test]
+async fn an_old_job_rerun_never_moves_readers_back() {
+    let store = Store::memory();
+    world(&store, World::default()).await;
+    register(&store, World::default(), true, 0.0).await;
+    let at = |hours: i64| {
+        let mut j = job(CONFIG);
+        j.as_of = Some(crate::support::T0 + hours * 3_600_000_000);
+        j
+    };
+    let old = score(&store, &at(0)).await.unwrap();
+    let new = score(&store, &at(1)).await.unwrap();
+    assert_ne!(old.snapshot, new.snapshot);
+    let dataset = Name::new(NameKind::Dataset, "scores").unwrap();
+    let kind = DatasetKind::Predictions;
+    let current = || async {
+        store
+            .current(kind, &dataset)
+            .await
+            .unwrap()
+            .unwrap()
+            .snapshot
+    };
+
+    let again = score(&store, &at(0)).await.unwrap();
+    assert_eq!(
+        (again.status, again.outcome),
+        (RunStatus::AlreadyDone, "superseded")
+    );
+    assert_eq!(current().await.as_str(), new.snapshot);
+
+    store
+        .rollback_pointer(kind, &dataset, "test", "bad scores")
+        .await
+        .unwrap();
+    assert_eq!(current().await.as_str(), old.snapshot);
+    let retry = score(&store, &at(1)).await.unwrap();
+    assert_eq!(retry.outcome, "superseded");
+    assert_eq!(
+        current().await.as_str(),
+        old.snapshot,
+        "the rollback stands"
+    );
+}

@@ -8,6 +8,7 @@ use arrow::error::ArrowError;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -63,7 +64,8 @@ pub async fn session(
     options: &EngineOptions,
 ) -> Result<SessionContext> {
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(options.memory_limit, 1.0)
+        // Shared fairly by the spilling operators of the groups running at the same time.
+        .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit)))
         .build_arc()
         .map_err(|e| Error::Flag(format!("memory limit: {e}")))?;
     let ctx =

@@ -134,6 +134,7 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
     // run as tasks, `concurrent_groups` at a time, and are taken back in declaration order.
     let permits = Arc::new(Semaphore::new(job.engine.concurrent_groups.max(1)));
     let mut tasks = Vec::new();
+    let mut pending = Vec::new();
     for group in &selected {
         let group_started = Instant::now();
         let config = &job.repo.repo.groups[group];
@@ -165,8 +166,11 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
             continue;
         }
         let previous = history.last().and_then(|c| c.statistics.clone());
+        pending.push((group.clone(), config.clone(), previous, key));
+    }
+    // Nothing above is spawned, so an error there leaves no task running.
+    for (group, config, previous, key) in pending {
         let (store, ctx, permits) = (store.clone(), ctx.clone(), permits.clone());
-        let (group, config) = (group.clone(), config.clone());
         let (range, dry_run) = (job.range, job.dry_run);
         let task = async move {
             let _permit = permits
@@ -188,29 +192,31 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
             staged.seconds = started.elapsed().as_secs_f64();
             Ok::<_, Error>((group, staged))
         };
-        tasks.push(tokio::spawn(task.instrument(tracing::Span::current())));
+        tasks.push(tokio::spawn(task.instrument(span.clone())));
     }
     // Every task finishes (so no staged file is left behind by a running one) before errors
     // are acted on.
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        match task.await {
-            Ok(result) => results.push(result),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
     let mut staged: Vec<(String, Staged)> = Vec::new();
     let mut first_error = None;
-    for result in results {
-        match result {
-            Ok(done) => staged.push(done),
-            Err(e) => {
+    let mut panic = None;
+    for task in tasks {
+        match task.await {
+            Ok(Ok(done)) => staged.push(done),
+            Ok(Err(e)) => {
                 first_error.get_or_insert(e);
+            }
+            Err(e) => {
+                panic.get_or_insert(e);
             }
         }
     }
-    if let Some(e) = first_error {
+    if first_error.is_some() || panic.is_some() {
         discard(store, &staged).await;
+    }
+    if let Some(e) = panic {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    if let Some(e) = first_error {
         return Err(e);
     }
 

@@ -55,8 +55,8 @@ pub struct OutputSection {
     /// Entities scored per batch (bounds memory).
     #[serde(default = "batch_rows")]
     pub batch_rows: usize,
-    /// Entities held in memory at once: beyond this many, the spine is scored in hash
-    /// partitions, one pass each (every pass re-reads the feature tables).
+    /// Entities held in memory at once (about: partitions are hash-sized): beyond this many,
+    /// the spine is split into hash partitions on local disk and scored one pass each.
     #[serde(default = "entities_per_pass")]
     pub entities_per_pass: usize,
     /// Published snapshots kept in the store (the current one always is); older ones are

@@ -219,6 +219,17 @@ impl RedisTarget {
         Ok(pruned)
     }
 
+    /// Whether readers use, or a rollback can restore, this snapshot's keyspace.
+    pub async fn is_referenced(&mut self, snapshot: &str) -> Result<bool> {
+        let history: Vec<String> = self
+            .conn
+            .lrange(self.history_key(), 0, -1)
+            .await
+            .map_err(redis_err(&self.url))?;
+        Ok(history.iter().any(|s| s == snapshot)
+            || self.current().await?.is_some_and(|c| c == snapshot))
+    }
+
     /// Deletes every key of a snapshot's keyspace (SCAN + UNLINK, never KEYS).
     pub async fn delete_keyspace(&mut self, snapshot: &str) -> Result<()> {
         let pattern = format!("{}:{snapshot}:*", self.prefix);

@@ -327,8 +327,10 @@ impl Spill {
                     message: e.to_string(),
                 })
             })?;
+        // Files are named by role: a joined group may be the spine's own table.
         let spine = Partitions::write(
             store,
+            "spine",
             &plan.spine,
             spine_cols,
             as_of,
@@ -340,7 +342,7 @@ impl Spill {
         let spine_keys = &plan.spine.definition().entity_keys;
         let spine_schema = plan.spine.schema()?;
         let mut joins = Vec::with_capacity(plan.joins.len());
-        for j in &plan.joins {
+        for (i, j) in plan.joins.iter().enumerate() {
             // Same partitions only when the keys encode the same: the spine's own key columns,
             // of the same types.
             let same_keys = &j.label_keys == spine_keys
@@ -361,6 +363,7 @@ impl Spill {
                 Some(
                     Partitions::write(
                         store,
+                        &format!("join-{i}"),
                         &j.snapshot,
                         &j.columns,
                         as_of,
@@ -512,36 +515,42 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
         seconds: 0.0,
     };
 
-    // Already published (or sealed and only the pointer is missing): nothing to score.
+    // Already published, or published and since replaced (even if pruned since), or sealed by a
+    // run killed before it published: nothing to score.
     if !job.dry_run {
-        match store.snapshot(KIND, &dataset, &snapshot).await {
-            Ok(sealed) => {
-                summary.entities = sealed.num_rows as usize;
-                match standing(store, &dataset, &snapshot).await? {
-                    Standing::Current => {
-                        info!(snapshot = %snapshot, "already published");
-                        summary.status = RunStatus::AlreadyDone;
-                        summary.outcome = "already_published";
-                        // A run killed between the store pointer and the Redis switch left
-                        // Redis behind: finish the switch (a no-op when it is already current).
-                        summary.redis = publish(store, job, &dataset, &snapshot).await?;
-                    }
-                    Standing::Superseded => {
-                        // A retry or backfill of an old job must not move readers back.
-                        info!(snapshot = %snapshot, "published before and since replaced (newer snapshot or rollback): left as is");
-                        summary.status = RunStatus::AlreadyDone;
-                        summary.outcome = "superseded";
-                    }
-                    // Sealed by a run killed before it published: publish now.
-                    Standing::NeverPublished => {
-                        summary.redis = publish(store, job, &dataset, &snapshot).await?;
-                    }
-                }
-                summary.seconds = started.elapsed().as_secs_f64();
-                return Ok(summary);
+        let done = match standing(store, &dataset, &snapshot).await? {
+            Standing::Current => {
+                info!(snapshot = %snapshot, "already published");
+                summary.status = RunStatus::AlreadyDone;
+                summary.outcome = "already_published";
+                // A run killed between the store pointer and the Redis switch left Redis
+                // behind: finish the switch (a no-op when it is already current).
+                summary.redis = publish(store, job, &dataset, &snapshot).await?;
+                true
             }
-            Err(storage::Error::SnapshotNotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Standing::Superseded => {
+                // A retry or backfill of an old job must not move readers back.
+                info!(snapshot = %snapshot, "published before and since replaced (newer snapshot or rollback): left as is");
+                summary.status = RunStatus::AlreadyDone;
+                summary.outcome = "superseded";
+                true
+            }
+            Standing::NeverPublished => match store.snapshot(KIND, &dataset, &snapshot).await {
+                Ok(sealed) => {
+                    summary.entities = sealed.num_rows as usize;
+                    summary.redis = publish(store, job, &dataset, &snapshot).await?;
+                    true
+                }
+                Err(storage::Error::SnapshotNotFound { .. }) => false,
+                Err(e) => return Err(e.into()),
+            },
+        };
+        if done {
+            if let Ok(sealed) = store.snapshot(KIND, &dataset, &snapshot).await {
+                summary.entities = sealed.num_rows as usize;
+            }
+            summary.seconds = started.elapsed().as_secs_f64();
+            return Ok(summary);
         }
     }
     let mut lap = Instant::now();
@@ -1048,14 +1057,28 @@ async fn publish(
         .await?;
     if let Published::Moved(m) = &moved {
         info!(seq = m.seq, snapshot = %snapshot, "published");
-        // Retention: the oldest snapshots beyond `keep_snapshots` go (never the current one).
-        let pruned = store
+    }
+    let redis = switch_redis(job, snapshot).await?;
+    if matches!(moved, Published::Moved(_)) {
+        // Retention, best effort once readers have moved: the oldest snapshots beyond
+        // `keep_snapshots` go (never the current one nor the rollback target).
+        match store
             .prune_snapshots(KIND, dataset, cfg.output.keep_snapshots)
-            .await?;
-        if !pruned.is_empty() {
-            info!(pruned = ?pruned, keep = cfg.output.keep_snapshots, "pruned old snapshots");
+            .await
+        {
+            Ok(pruned) if !pruned.is_empty() => {
+                info!(pruned = ?pruned, keep = cfg.output.keep_snapshots, "pruned old snapshots");
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "could not prune old snapshots; the next run retries"),
         }
     }
+    Ok(redis)
+}
+
+/// Points Redis readers at the snapshot's keyspace, when the job exports to Redis.
+async fn switch_redis(job: &ScoreJob, snapshot: &Name) -> Result<Option<Value>> {
+    let cfg = &job.config.config;
     let Some(r) = &cfg.redis else { return Ok(None) };
     let url = job
         .redis_url

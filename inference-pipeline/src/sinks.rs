@@ -73,26 +73,41 @@ impl Sinks {
     }
 
     /// Completes every file (an empty predictions file with `schema` if nothing was scored)
-    /// and returns them with the number of Redis keys loaded.
-    pub async fn finish(self, schema: &SchemaRef) -> Result<(BTreeMap<String, StoredFile>, usize)> {
-        let mut files = BTreeMap::new();
-        if let Some((encoder, mut upload)) = self.parquet {
-            let encoder = match encoder {
-                Some(e) => e,
-                None => {
-                    ParquetEncoder::new(schema.clone(), format!("predictions/{}", self.snapshot))?
-                }
-            };
-            upload.write(encoder.finish()?).await?;
-            let stored = upload.finish().await?;
-            files.insert(stored.path.clone(), stored);
+    /// and returns them with the number of Redis keys loaded. On failure the rest is
+    /// abandoned as by [`Sinks::abort`].
+    pub async fn finish(
+        mut self,
+        schema: &SchemaRef,
+    ) -> Result<(BTreeMap<String, StoredFile>, usize)> {
+        let parquet = self.parquet.take();
+        let exports = std::mem::take(&mut self.exports);
+        let snapshot = self.snapshot.clone();
+        let completed: Result<BTreeMap<String, StoredFile>> = async {
+            let mut files = BTreeMap::new();
+            if let Some((encoder, mut upload)) = parquet {
+                let encoder = match encoder {
+                    Some(e) => e,
+                    None => ParquetEncoder::new(schema.clone(), format!("predictions/{snapshot}"))?,
+                };
+                upload.write(encoder.finish()?).await?;
+                let stored = upload.finish().await?;
+                files.insert(stored.path.clone(), stored);
+            }
+            for (mut writer, mut upload) in exports {
+                upload.write(writer.take().into()).await?;
+                let stored = upload.finish().await?;
+                files.insert(stored.path.clone(), stored);
+            }
+            Ok(files)
         }
-        for (mut writer, mut upload) in self.exports {
-            upload.write(writer.take().into()).await?;
-            let stored = upload.finish().await?;
-            files.insert(stored.path.clone(), stored);
+        .await;
+        match completed {
+            Ok(files) => Ok((files, self.redis_keys)),
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
         }
-        Ok((files, self.redis_keys))
     }
 
     /// Abandons every output: uploads aborted, and this run's Redis keyspace deleted (only
@@ -106,8 +121,16 @@ impl Sinks {
         }
         if let Some(mut target) = self.redis {
             if self.delete_redis_on_abort {
-                if let Err(e) = target.delete_keyspace(&self.snapshot).await {
-                    warn!(error = %e, "could not delete the abandoned redis keyspace");
+                // Snapshot ids are deterministic: an earlier run of the same job may have
+                // published this keyspace, and readers may be on it.
+                match target.is_referenced(&self.snapshot).await {
+                    Ok(false) => {
+                        if let Err(e) = target.delete_keyspace(&self.snapshot).await {
+                            warn!(error = %e, "could not delete the abandoned redis keyspace");
+                        }
+                    }
+                    Ok(true) => {}
+                    Err(e) => warn!(error = %e, "could not check the abandoned redis keyspace"),
                 }
             } else if self.redis_keys > 0 {
                 warn!(

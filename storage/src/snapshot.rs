@@ -301,25 +301,34 @@ impl Store {
         self.publish(kind, dataset, &previous, actor, reason).await
     }
 
-    /// Deletes sealed snapshots beyond the newest `keep` (by seal time), never the current one.
-    /// Returns the names deleted.
+    /// Deletes sealed snapshots beyond the newest `keep` (by seal time), never the current one
+    /// nor the one a rollback would restore. Returns the names deleted.
     pub async fn prune_snapshots(
         &self,
         kind: DatasetKind,
         dataset: &Name,
         keep: usize,
     ) -> Result<Vec<Name>> {
-        let current = self.current(kind, dataset).await?.map(|c| c.snapshot);
+        // The current snapshot and the one a rollback would restore always stay.
+        let pointer = self.current(kind, dataset).await?;
+        let protected: Vec<Name> = pointer
+            .iter()
+            .flat_map(|c| std::iter::once(c.snapshot.clone()).chain(c.previous_snapshot.clone()))
+            .collect();
         let mut sealed = Vec::new();
         for name in self.list_snapshots(kind, dataset).await? {
-            let manifest = self.snapshot(kind, dataset, &name).await?;
-            sealed.push((manifest.created_at, name));
+            match self.snapshot(kind, dataset, &name).await {
+                Ok(manifest) => sealed.push((manifest.created_at, name)),
+                // Pruned meanwhile by another process.
+                Err(Error::SnapshotNotFound { .. } | Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         sealed.sort();
         let excess = sealed.len().saturating_sub(keep);
         let mut deleted = Vec::new();
         for (_, name) in sealed.into_iter().take(excess) {
-            if Some(&name) == current.as_ref() {
+            if protected.contains(&name) {
                 continue;
             }
             let dir = layout::snapshot_dir(kind, dataset, &name);

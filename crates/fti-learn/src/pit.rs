@@ -216,7 +216,7 @@ impl FeatureIndex {
                 };
                 let (et, row) = *entries.get(n.checked_sub(1)?)?;
                 match as_of.max_age_us {
-                    Some(max_age) if t - et > max_age => None,
+                    Some(max_age) if t.saturating_sub(et) > max_age => None,
                     _ => Some(row),
                 }
             });
@@ -250,7 +250,7 @@ impl FeatureIndex {
                 };
                 let (et, row) = *entries.get(n.checked_sub(1)?)?;
                 match as_of.max_age_us {
-                    Some(max_age) if at - et > max_age => None,
+                    Some(max_age) if at.saturating_sub(et) > max_age => None,
                     _ => Some(row),
                 }
             })
@@ -359,7 +359,9 @@ impl<'a> LatestRows<'a> {
 /// strict) and not older than the maximum age.
 pub(crate) fn eligible(t: i64, at: i64, as_of: AsOf) -> bool {
     (if as_of.inclusive { t <= at } else { t < at })
-        && as_of.max_age_us.is_none_or(|max_age| at - t <= max_age)
+        && as_of
+            .max_age_us
+            .is_none_or(|max_age| at.saturating_sub(t) <= max_age)
 }
 
 /// What [`FeatureIndex::load_latest`] found.

@@ -36,10 +36,12 @@ fn spill_err(path: &Path, e: impl std::fmt::Display) -> Error {
 
 impl Partitions {
     /// Reads `columns` of `snapshot` once and writes the rows that can be current at `at`
-    /// into `count` files under `dir`, row `r` into file [`key_partition`]`(key(r), count)`.
+    /// into `count` files `<name>-<p>.arrow` under `dir`, row `r` into file
+    /// [`key_partition`]`(key(r), count)`. `name` must be unique within `dir`.
     #[allow(clippy::too_many_arguments)]
     pub async fn write(
         store: &Store,
+        name: &str,
         snapshot: &TableSnapshot,
         columns: &[String],
         at: i64,
@@ -56,7 +58,7 @@ impl Partitions {
                 .collect(),
         )?;
         let files: Vec<PathBuf> = (0..count)
-            .map(|p| dir.join(format!("{}-{p:05}.arrow", snapshot.table)))
+            .map(|p| dir.join(format!("{name}-{p:05}.arrow")))
             .collect();
         let mut writers = files
             .iter()

@@ -327,6 +327,7 @@ async fn latest_rows_load_agrees_with_the_full_index() {
     let dir = tempfile::tempdir().unwrap();
     let spilled = Partitions::write(
         &store,
+        "f",
         &snapshot,
         &["x".into()],
         999_999 * H,

@@ -344,6 +344,16 @@ async fn old_snapshots_are_pruned_beyond_keep_snapshots() {
     }
     let current = store.current(kind, &dataset).await.unwrap().unwrap();
     assert_eq!(current.snapshot, snapshots[2]);
+    // A retry of the first job, whose snapshot is gone, still does not move readers back.
+    let mut j = job(&config);
+    j.as_of = Some(crate::support::T0);
+    let retry = score(&store, &j).await.unwrap();
+    assert_eq!(
+        (retry.status, retry.outcome),
+        (RunStatus::AlreadyDone, "superseded")
+    );
+    let current = store.current(kind, &dataset).await.unwrap().unwrap();
+    assert_eq!(current.snapshot, snapshots[2]);
     store
         .rollback_pointer(kind, &dataset, "test", "retention keeps the previous one")
         .await

@@ -509,7 +509,7 @@ async fn snapshots_publish_and_roll_back(t: TestStore) {
         4
     );
 
-    // Pruning keeps the newest and never the current one.
+    // Pruning keeps the newest, never the current one nor the rollback target.
     let deleted = store.prune_snapshots(kind, &dataset, 1).await.unwrap();
     assert_eq!(deleted, vec![published[0].clone()]);
     assert_eq!(

@@ -11,6 +11,8 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use chrono::Utc;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SessionContext, cast, ident, lit};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
@@ -462,8 +464,11 @@ async fn compute_group(
             .filter(et.clone().gt_eq(from).and(et.lt(to)))
             .map_err(exec_err)?;
     }
-    let mut stream = df.execute_stream().await.map_err(exec_err)?;
-    let mut validator = Validator::new(group, config, &target);
+    let plan = df.create_physical_plan().await.map_err(exec_err)?;
+    let sorted_by = leading_columns(plan.as_ref());
+    tracing::debug!(group, sorted_by = ?sorted_by, "output ordering");
+    let mut stream = execute_stream(plan, ctx.task_ctx()).map_err(exec_err)?;
+    let mut validator = Validator::new(group, config, &target, &sorted_by);
     let mut profiler = fti_stats::TableProfiler::new(&target);
     let mut writer = (!dry_run)
         .then(|| TableWriter::new(store, &definition))
@@ -509,6 +514,26 @@ async fn compute_group(
         key,
         seconds: 0.0,
     })
+}
+
+/// The plain columns the plan's output is sorted by, leading ones first (stopping at the first
+/// sort key that is an expression). None unless the plan has one output partition: several
+/// are merged in arrival order, which keeps no ordering.
+fn leading_columns(plan: &dyn ExecutionPlan) -> Vec<String> {
+    let properties = plan.properties();
+    if properties.output_partitioning().partition_count() != 1 {
+        return Vec::new();
+    }
+    properties
+        .output_ordering()
+        .map(|ordering| {
+            ordering
+                .iter()
+                .map_while(|sort| sort.expr.downcast_ref::<Column>())
+                .map(|c| c.name().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The table definition: declared columns if any (checked against the query output), else

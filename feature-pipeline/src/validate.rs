@@ -20,7 +20,12 @@ pub struct Validator {
     rules: Vec<RuleConfig>,
     key_columns: Vec<String>,
     converter: Option<RowConverter>,
-    /// Hashes of the (entity, event time) keys seen: 8 bytes per row.
+    /// Key columns the input is sorted by (see [`Validator::new`]), their encoder, and the
+    /// current run of their values.
+    sorted_by: Vec<String>,
+    run_converter: Option<RowConverter>,
+    run: Option<Vec<u8>>,
+    /// Hashes of the (entity, event time) keys seen (in the current run when sorted).
     seen: HashSet<u64, foldhash::fast::FixedState>,
     duplicates: u64,
     first_duplicate: Option<String>,
@@ -34,19 +39,30 @@ struct AllowedState {
 }
 
 impl Validator {
-    pub fn new(group: &str, config: &GroupConfig, schema: &Schema) -> Self {
+    /// `sorted_by`: key columns the rows arrive sorted by, as the query plan reports its output
+    /// ordering (its leading key columns); equal keys are then adjacent within each run of
+    /// equal values of those columns, so uniqueness only remembers the current run.
+    pub fn new(group: &str, config: &GroupConfig, schema: &Schema, sorted_by: &[String]) -> Self {
         let mut key_columns = config.entity_keys.clone();
         key_columns.push(config.event_time.clone());
         let wants_unique = config.rules.iter().any(|r| r.rule == RuleKind::UniqueKey);
-        let converter = wants_unique
-            .then(|| {
-                let fields = key_columns
-                    .iter()
-                    .filter_map(|k| schema.field_with_name(k).ok())
-                    .map(|f| SortField::new(f.data_type().clone()))
-                    .collect();
-                RowConverter::new(fields).ok()
-            })
+        let converter_for = |columns: &[String]| {
+            let fields = columns
+                .iter()
+                .filter_map(|k| schema.field_with_name(k).ok())
+                .map(|f| SortField::new(f.data_type().clone()))
+                .collect();
+            RowConverter::new(fields).ok()
+        };
+        let converter = wants_unique.then(|| converter_for(&key_columns)).flatten();
+        // Only a leading run of key columns counts: a non-key column before them breaks it.
+        let sorted_by: Vec<String> = sorted_by
+            .iter()
+            .take_while(|c| key_columns.contains(c))
+            .cloned()
+            .collect();
+        let run_converter = (wants_unique && !sorted_by.is_empty())
+            .then(|| converter_for(&sorted_by))
             .flatten();
         let allowed = config
             .rules
@@ -70,6 +86,9 @@ impl Validator {
             rules: config.rules.clone(),
             key_columns,
             converter,
+            sorted_by,
+            run_converter,
+            run: None,
             seen: HashSet::default(),
             duplicates: 0,
             first_duplicate: None,
@@ -84,8 +103,24 @@ impl Validator {
                 .iter()
                 .filter_map(|k| batch.column_by_name(k).cloned())
                 .collect();
+            let runs = self.run_converter.as_ref().and_then(|c| {
+                let columns: Vec<_> = self
+                    .sorted_by
+                    .iter()
+                    .filter_map(|k| batch.column_by_name(k).cloned())
+                    .collect();
+                c.convert_columns(&columns).ok()
+            });
             if let Ok(rows) = converter.convert_columns(&columns) {
                 for (i, row) in rows.iter().enumerate() {
+                    if let Some(runs) = &runs {
+                        let run = runs.row(i);
+                        if self.run.as_deref() != Some(run.as_ref()) {
+                            // A new run of the sorted columns: no earlier key can recur.
+                            self.seen.clear();
+                            self.run = Some(run.as_ref().to_vec());
+                        }
+                    }
                     if !self.seen.insert(self.seen.hasher().hash_one(row.as_ref())) {
                         self.duplicates += 1;
                         if self.first_duplicate.is_none() {

@@ -185,3 +185,60 @@ fn unknown_keys_are_config_errors_with_a_location() {
     assert!(text.contains("ownr") && text.contains("line"), "{text}");
     assert_eq!(err.exit(), Exit::Config);
 }
+
+/// Duplicate (entity, event time) rows fail `unique_key` whatever order the query returns
+/// them in: unsorted, sorted by the entity only (duplicates not adjacent: the rule then keeps
+/// only the current entity's keys), or sorted by the whole key (duplicates adjacent).
+#[tokio::test]
+async fn duplicate_keys_fail_unique_key_in_any_output_order() {
+    // Key a has two rows on 2024-01-01 (one at 12:00, one at 18:00), between other days.
+    let csv = "key,ts,value\n\
+               a,2024-01-01T12:00:00,1.0\n\
+               b,2024-01-01T12:00:00,2.0\n\
+               a,2024-01-02T12:00:00,3.0\n\
+               a,2024-01-01T18:00:00,4.0\n\
+               b,2024-01-02T12:00:00,5.0\n";
+    for order in [
+        "",
+        "ORDER BY key",
+        "ORDER BY key, day",
+        "ORDER BY key DESC, day DESC",
+    ] {
+        let config = format!(
+            r#"
+[sources.events]
+format = "csv"
+path = "events.csv"
+columns = [
+  {{ name = "key", type = "string" }},
+  {{ name = "ts", type = "timestamp[us]" }},
+  {{ name = "value", type = "double" }},
+]
+
+[groups.daily]
+entity_keys = ["key"]
+event_time = "day"
+sql = "SELECT key, CAST(ts AS DATE) AS day, value FROM events {order}"
+
+[groups.daily.columns]
+key = {{ type = "string" }}
+day = {{ type = "date32[day]" }}
+value = {{ type = "double" }}
+
+[[groups.daily.rules]]
+rule = "unique_key"
+"#
+        );
+        let f = Fixture::new(&config, &[("events.csv", csv)]);
+        let summary = build_features(&f.store, &f.job()).await.unwrap();
+        assert_eq!(summary.status, storage::RunStatus::Rejected, "{order:?}");
+        let failures = summary.groups[0].failures.join("\n");
+        assert!(
+            failures.contains("unique_key")
+                && failures.contains("key=a, day=2024-01-01")
+                && failures.contains("measured 1"),
+            "{order:?}: {failures}"
+        );
+        assert!(f.tables().await.is_empty(), "{order:?}: nothing committed");
+    }
+}

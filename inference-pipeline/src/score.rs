@@ -293,12 +293,7 @@ async fn plan(store: &Store, job: &ScoreJob) -> Result<Plan> {
 
 /// FNV-1a: a stable hash of an entity key, for shard assignment (documented, language-neutral).
 pub fn shard_of(key: &str, count: usize) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    (h % count.max(1) as u64) as usize
+    fti_learn::pit::key_partition(key.as_bytes(), count as u64) as usize
 }
 
 /// A run in passes reads the spine, and every joined group keyed like it, from the store once,
@@ -536,8 +531,7 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
                 true
             }
             Standing::NeverPublished => match store.snapshot(KIND, &dataset, &snapshot).await {
-                Ok(sealed) => {
-                    summary.entities = sealed.num_rows as usize;
+                Ok(_) => {
                     summary.redis = publish(store, job, &dataset, &snapshot).await?;
                     true
                 }
@@ -546,6 +540,7 @@ pub async fn score(store: &Store, job: &ScoreJob) -> Result<ScoreSummary> {
             },
         };
         if done {
+            // Absent when a superseded snapshot has since been pruned.
             if let Ok(sealed) = store.snapshot(KIND, &dataset, &snapshot).await {
                 summary.entities = sealed.num_rows as usize;
             }

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, UInt32Array};
 use arrow::compute::{cast, concat_batches, interleave, take};
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use arrow::row::{RowConverter, SortField};
 use futures::TryStreamExt;
 use storage::{Store, TableSnapshot};
@@ -31,7 +31,7 @@ pub struct FeatureIndex {
     schema: SchemaRef,
     batch: RecordBatch,
     key_fields: Vec<SortField>,
-    key_types: Vec<arrow::datatypes::DataType>,
+    key_types: Vec<DataType>,
     /// Entity key (Arrow row format) -> its range of `entries`.
     rows: KeyMap<(u32, u32)>,
     /// (event time µs, row) of every row, grouped by entity and sorted by time within one.
@@ -99,7 +99,7 @@ impl FeatureIndex {
         batch: RecordBatch,
     ) -> Result<FeatureIndex> {
         let n_keys = snapshot.definition().entity_keys.len();
-        let key_types: Vec<arrow::datatypes::DataType> = (0..n_keys)
+        let key_types: Vec<DataType> = (0..n_keys)
             .map(|i| projected.field(i).data_type().clone())
             .collect();
         let key_fields: Vec<SortField> = key_types.iter().cloned().map(SortField::new).collect();
@@ -161,7 +161,7 @@ impl FeatureIndex {
     }
 
     /// The data types of the entity key columns, in order.
-    pub fn key_types(&self) -> Vec<arrow::datatypes::DataType> {
+    pub fn key_types(&self) -> Vec<DataType> {
         self.key_types.clone()
     }
 
@@ -174,30 +174,7 @@ impl FeatureIndex {
         times: &Int64Array,
         as_of: AsOf,
     ) -> Result<Vec<Option<u32>>> {
-        if keys.len() != self.key_fields.len() {
-            return Err(Error::Join {
-                key: self.table.clone(),
-                message: format!(
-                    "{} key columns given, the table has {}",
-                    keys.len(),
-                    self.key_fields.len()
-                ),
-            });
-        }
-        let keys: Vec<ArrayRef> = keys
-            .iter()
-            .zip(&self.key_types)
-            .map(|(k, t)| {
-                if k.data_type() == t {
-                    Ok(k.clone())
-                } else {
-                    cast(k, t).map_err(|e| Error::Join {
-                        key: self.table.clone(),
-                        message: format!("cannot cast {} to {t}: {e}", k.data_type()),
-                    })
-                }
-            })
-            .collect::<Result<_>>()?;
+        let keys = cast_keys(&self.table, keys, &self.key_types)?;
         let converter = RowConverter::new(self.key_fields.clone())?;
         let rows = converter.convert_columns(&keys)?;
         let mut out = Vec::with_capacity(times.len());
@@ -288,11 +265,7 @@ impl<'a> LatestRows<'a> {
         filter: &'a RowFilter,
     ) -> Result<Self> {
         let n_keys = snapshot.definition().entity_keys.len();
-        let converter = RowConverter::new(
-            (0..n_keys)
-                .map(|i| SortField::new(projected.field(i).data_type().clone()))
-                .collect(),
-        )?;
+        let converter = key_converter(&projected, n_keys)?;
         Ok(LatestRows {
             projected,
             n_keys,
@@ -407,32 +380,51 @@ pub fn key_partition(key: &[u8], count: u64) -> u64 {
 pub fn key_set(snapshot: &TableSnapshot, columns: &[ArrayRef]) -> Result<KeySet> {
     let def = snapshot.definition();
     let projected = projected_schema(snapshot, &def.entity_keys)?;
-    if columns.len() != def.entity_keys.len() {
+    let types: Vec<DataType> = projected
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    let columns = cast_keys(snapshot.table.as_ref(), columns, &types)?;
+    let rows = key_converter(&projected, types.len())?.convert_columns(&columns)?;
+    Ok(rows.iter().map(|r| r.as_ref().into()).collect())
+}
+
+/// Label key columns cast to a table's key types, for encoding as that table's keys.
+fn cast_keys(table: &str, columns: &[ArrayRef], types: &[DataType]) -> Result<Vec<ArrayRef>> {
+    if columns.len() != types.len() {
         return Err(Error::Join {
-            key: snapshot.table.to_string(),
+            key: table.to_string(),
             message: format!(
                 "{} key columns given, the table has {}",
                 columns.len(),
-                def.entity_keys.len()
+                types.len()
             ),
         });
     }
-    let mut fields = Vec::new();
-    let mut cast_columns = Vec::new();
-    for (column, field) in columns.iter().zip(projected.fields()) {
-        let t = field.data_type();
-        cast_columns.push(if column.data_type() == t {
-            column.clone()
-        } else {
-            cast(column, t).map_err(|e| Error::Join {
-                key: snapshot.table.to_string(),
-                message: format!("cannot cast {} to {t}: {e}", column.data_type()),
-            })?
-        });
-        fields.push(SortField::new(t.clone()));
-    }
-    let rows = RowConverter::new(fields)?.convert_columns(&cast_columns)?;
-    Ok(rows.iter().map(|r| r.as_ref().into()).collect())
+    columns
+        .iter()
+        .zip(types)
+        .map(|(k, t)| {
+            if k.data_type() == t {
+                Ok(k.clone())
+            } else {
+                cast(k, t).map_err(|e| Error::Join {
+                    key: table.to_string(),
+                    message: format!("cannot cast {} to {t}: {e}", k.data_type()),
+                })
+            }
+        })
+        .collect()
+}
+
+/// The row encoder of the first `n_keys` columns of `schema` (the entity keys).
+pub(crate) fn key_converter(schema: &SchemaRef, n_keys: usize) -> Result<RowConverter> {
+    Ok(RowConverter::new(
+        (0..n_keys)
+            .map(|i| SortField::new(schema.field(i).data_type().clone()))
+            .collect(),
+    )?)
 }
 
 /// The table's entity keys, event time, then `columns`, each checked to exist.

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::Array;
 use arrow::datatypes::SchemaRef;
-use arrow::row::{RowConverter, SortField};
 use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
 use futures::TryStreamExt;
@@ -15,8 +14,8 @@ use storage::{Store, TableSnapshot};
 
 use crate::error::{Error, Result};
 use crate::pit::{
-    AsOf, FeatureIndex, LatestRows, RowFilter, eligible, key_partition, projected_schema, reorder,
-    take_rows, wanted_columns,
+    AsOf, FeatureIndex, LatestRows, RowFilter, eligible, key_converter, key_partition,
+    projected_schema, reorder, take_rows, wanted_columns,
 };
 
 /// The partition files of one table version.
@@ -52,11 +51,7 @@ impl Partitions {
         let wanted = wanted_columns(snapshot, columns)?;
         let projected = projected_schema(snapshot, &wanted)?;
         let n_keys = snapshot.definition().entity_keys.len();
-        let converter = RowConverter::new(
-            (0..n_keys)
-                .map(|i| SortField::new(projected.field(i).data_type().clone()))
-                .collect(),
-        )?;
+        let converter = key_converter(&projected, n_keys)?;
         let files: Vec<PathBuf> = (0..count)
             .map(|p| dir.join(format!("{name}-{p:05}.arrow")))
             .collect();

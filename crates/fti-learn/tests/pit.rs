@@ -103,6 +103,16 @@ const STRICT: AsOf = AsOf {
     max_age_us: None,
 };
 
+/// A seeded xorshift generator: `next(n)` is a pseudo-random number below `n`.
+fn xorshift(mut state: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    }
+}
+
 #[tokio::test]
 async fn ties_missing_history_and_stale_values() {
     let index = index(&[
@@ -173,13 +183,7 @@ async fn ties_missing_history_and_stale_values() {
 #[tokio::test]
 async fn never_a_value_from_the_future_property() {
     // Pseudo-random tables and labels; the index must agree with a brute-force scan.
-    let mut state = 0x2545F4914F6CDD1Du64;
-    let mut next = |n: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % n
-    };
+    let mut next = xorshift(0x2545F4914F6CDD1Du64);
     let keys = ["a", "b", "c", "d"];
     let mut rows = Vec::new();
     let mut used = std::collections::HashSet::new();
@@ -229,13 +233,7 @@ async fn never_a_value_from_the_future_property() {
 /// rows many times along the way.
 #[tokio::test]
 async fn latest_rows_load_agrees_with_the_full_index() {
-    let mut state = 0x9E3779B97F4A7C15u64;
-    let mut next = |n: u64| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state % n
-    };
+    let mut next = xorshift(0x9E3779B97F4A7C15u64);
     let keys = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
     let mut used = std::collections::HashSet::new();
     let mut rows = Vec::new();

@@ -61,6 +61,20 @@ async fn expected(store: &Store, n: usize) -> BTreeMap<String, f64> {
         .collect()
 }
 
+/// The manifest of the published `scores` snapshot.
+async fn current_manifest(store: &Store) -> storage::SnapshotManifest {
+    let dataset = Name::new(NameKind::Dataset, "scores").unwrap();
+    let current = store
+        .current(DatasetKind::Predictions, &dataset)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .snapshot(DatasetKind::Predictions, &dataset, &current.snapshot)
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn every_output_holds_the_same_point_in_time_scores() {
     let store = Store::memory();
@@ -79,16 +93,7 @@ async fn every_output_holds_the_same_point_in_time_scores() {
         assert!((kv[k] - v).abs() < 1e-12, "{k}: {} vs {v}", kv[k]);
     }
     // The Parquet predictions, CSV and DynamoDB files say the same.
-    let dataset = Name::new(NameKind::Dataset, "scores").unwrap();
-    let current = store
-        .current(DatasetKind::Predictions, &dataset)
-        .await
-        .unwrap()
-        .unwrap();
-    let manifest = store
-        .snapshot(DatasetKind::Predictions, &dataset, &current.snapshot)
-        .await
-        .unwrap();
+    let manifest = current_manifest(&store).await;
     let parquet = store
         .snapshot_file(&manifest, "predictions.parquet")
         .await
@@ -290,16 +295,7 @@ async fn scoring_in_passes_scores_every_entity_once() {
         assert!((kv[k] - v).abs() < 1e-12, "{k}: {} vs {v}", kv[k]);
     }
     // No entity twice in any output file.
-    let dataset = Name::new(NameKind::Dataset, "scores").unwrap();
-    let current = store
-        .current(DatasetKind::Predictions, &dataset)
-        .await
-        .unwrap()
-        .unwrap();
-    let manifest = store
-        .snapshot(DatasetKind::Predictions, &dataset, &current.snapshot)
-        .await
-        .unwrap();
+    let manifest = current_manifest(&store).await;
     assert_eq!(manifest.num_rows, n as u64);
     for file in ["kv.jsonl", "dynamodb.json"] {
         let text = store.snapshot_file(&manifest, file).await.unwrap();

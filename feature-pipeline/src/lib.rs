@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod inspect;
 pub mod run;
+pub mod source;
 pub mod validate;
 
 pub use config::LoadedRepo;

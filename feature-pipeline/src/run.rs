@@ -374,7 +374,9 @@ async fn fingerprint(name: &str, path: &str) -> Result<String> {
         path: path.to_string(),
         message,
     };
-    if let Some((_, store)) = engine::cloud_store(path).map_err(|e| source_err(e.to_string()))? {
+    if let Some((_, store)) =
+        crate::source::cloud_store(path).map_err(|e| source_err(e.to_string()))?
+    {
         let parsed = url::Url::parse(path).map_err(|e| source_err(e.to_string()))?;
         let prefix = object_store::path::Path::from(parsed.path().trim_start_matches('/'));
         let mut metas: Vec<String> = store

@@ -1,0 +1,392 @@
+//! Sources: the repository's raw tables, registered with the query engine.
+//!
+//! A source declared `ordered_by` is checked once per session, reading only that column in
+//! file order, before any group runs. A source with a `row_index` is registered as an
+//! [`IndexedTable`]: a scan that uses the index reads the file in order on one partition and
+//! numbers the rows; a scan that does not is the raw table's own scan (parallel, reading only
+//! the projected columns).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
+use arrow::compute::SortOptions;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::expressions::Column;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
+use datafusion::prelude::{
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext,
+};
+use futures::StreamExt;
+
+use crate::config::{Format, SourceConfig};
+use crate::error::{Error, Result};
+
+/// Registers source `name` read from `path`, checking its declared order first.
+pub async fn register_source(
+    ctx: &SessionContext,
+    name: &str,
+    source: &SourceConfig,
+    path: &str,
+) -> Result<()> {
+    let err = |message: String| Error::Source {
+        source_name: name.to_string(),
+        path: path.to_string(),
+        message,
+    };
+    if !path.contains("://") && !std::path::Path::new(path).exists() {
+        return Err(err("no such file or directory".into()));
+    }
+    if let Some((base, store)) = cloud_store(path).map_err(|e| err(e.to_string()))? {
+        ctx.register_object_store(&base, store);
+    }
+    let schema = match &source.columns {
+        None => None,
+        Some(columns) => {
+            let fields = columns
+                .iter()
+                .map(|c| {
+                    storage::types::parse_type(&c.data_type)
+                        .map(|t| Field::new(&c.name, t, true))
+                        .map_err(|e| err(e.to_string()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(Schema::new(fields))
+        }
+    };
+    // With a row index, the raw table is registered under a hidden name and `name` is the
+    // indexed table over it.
+    let raw_name = match source.row_index {
+        Some(_) => format!("__raw_{name}"),
+        None => name.to_string(),
+    };
+    let (csv_ext, json_ext) = (extension(path, ".csv"), extension(path, ".jsonl"));
+    let registered = match source.format {
+        Format::Parquet => {
+            ctx.register_parquet(&raw_name, path, ParquetReadOptions::default())
+                .await
+        }
+        Format::Csv => {
+            let mut options = CsvReadOptions::new()
+                .has_header(source.has_header.unwrap_or(true))
+                .delimiter(source.delimiter.unwrap_or(',') as u8)
+                .file_extension(&csv_ext);
+            if let Some(schema) = &schema {
+                options = options.schema(schema);
+            }
+            ctx.register_csv(&raw_name, path, options).await
+        }
+        Format::Jsonl => {
+            let mut options = JsonReadOptions::default().file_extension(&json_ext);
+            if let Some(schema) = &schema {
+                options = options.schema(schema);
+            }
+            ctx.register_json(&raw_name, path, options).await
+        }
+    };
+    registered.map_err(|e| err(e.to_string()))?;
+    if source.row_index.is_none() && source.ordered_by.is_none() {
+        return Ok(());
+    }
+    let raw = ctx
+        .table_provider(&raw_name)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let in_file_order = file_order_scan(ctx, &raw_name, raw.clone())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let input = raw.schema();
+    if let Some(column) = &source.ordered_by {
+        let field = input
+            .field_with_name(column)
+            .map_err(|_| err(format!("ordered_by column {column:?} is not in the source")))?;
+        if order_key(&arrow::array::new_empty_array(field.data_type())).is_err() {
+            return Err(err(format!(
+                "ordered_by column {column:?} is {}; it must be a date, time stamp or integer",
+                field.data_type()
+            )));
+        }
+        let check = OrderCheck {
+            column: column.clone(),
+        };
+        check.run(in_file_order.clone()).await.map_err(err)?;
+    }
+    if let Some(index) = &source.row_index {
+        if input.field_with_name(index).is_ok() {
+            return Err(err(format!(
+                "row_index column {index:?} already exists in the source"
+            )));
+        }
+        let mut fields = vec![Field::new(index, DataType::Int64, false)];
+        fields.extend(input.fields().iter().map(|f| f.as_ref().clone()));
+        let table = IndexedTable {
+            schema: Arc::new(Schema::new(fields)),
+            raw,
+            in_file_order,
+        };
+        ctx.register_table(name, Arc::new(table))
+            .map_err(|e| err(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// A column's values as comparable integers (days, time units or the integer itself).
+fn order_key(array: &ArrayRef) -> std::result::Result<Int64Array, ArrowError> {
+    let int64 = match array.data_type() {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::Date32
+        | DataType::Date64
+        | DataType::Timestamp(..) => arrow::compute::cast(array, &DataType::Int64)?,
+        other => {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "cannot order by {other}"
+            )));
+        }
+    };
+    Ok(int64.as_primitive::<arrow::datatypes::Int64Type>().clone())
+}
+
+/// For an `s3://`, `gs://` or `az://` path: the bucket URL and its object store (configured
+/// from the standard environment, like the store itself).
+pub fn cloud_store(
+    path: &str,
+) -> storage::Result<Option<(url::Url, Arc<dyn object_store::ObjectStore>)>> {
+    let Ok(parsed) = url::Url::parse(path) else {
+        return Ok(None);
+    };
+    if !matches!(
+        parsed.scheme(),
+        "s3" | "s3a" | "gs" | "az" | "azure" | "abfs" | "abfss"
+    ) {
+        return Ok(None);
+    }
+    let store = storage::store::remote_bucket(&parsed, path)?;
+    let mut base = parsed.clone();
+    base.set_path("");
+    base.set_query(None);
+    Ok(Some((base, store)))
+}
+
+/// A file name's extension if it has one, so a single file of any name can be registered.
+fn extension(path: &str, default: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    match file.rsplit_once('.') {
+        Some((_, ext)) if !path.ends_with('/') => format!(".{ext}"),
+        _ => default.to_string(),
+    }
+}
+
+/// A scan of a table in a single-partition session: file order is preserved.
+async fn file_order_scan(
+    ctx: &SessionContext,
+    table: &str,
+    provider: Arc<dyn TableProvider>,
+) -> DfResult<DataFrame> {
+    let state = ctx.state();
+    let mut config = state.config().clone();
+    config.options_mut().execution.target_partitions = 1;
+    config.options_mut().optimizer.repartition_file_scans = false;
+    let single = SessionContext::new_with_config_rt(config, ctx.runtime_env());
+    single.register_table(table, provider)?;
+    single.table(table).await
+}
+
+/// The `ordered_by` rule: values ascending in file order, no nulls.
+struct OrderCheck {
+    column: String,
+}
+
+fn display(array: &ArrayRef, i: usize) -> String {
+    arrow::util::display::array_value_to_string(array, i).unwrap_or_else(|_| "?".into())
+}
+
+impl OrderCheck {
+    /// Reads the column in file order; the first row that breaks the rule is the error.
+    async fn run(&self, in_file_order: DataFrame) -> std::result::Result<(), String> {
+        let text = |e: DataFusionError| e.to_string();
+        let mut stream = in_file_order
+            .select_columns(&[self.column.as_str()])
+            .map_err(text)?
+            .execute_stream()
+            .await
+            .map_err(text)?;
+        let mut rows = 0i64;
+        let mut last: Option<(i64, String)> = None;
+        while let Some(batch) = stream.next().await {
+            let values = batch.map_err(text)?.column(0).clone();
+            self.check(&values, rows, &mut last)?;
+            rows += values.len() as i64;
+        }
+        Ok(())
+    }
+
+    /// Checks one batch starting at row `start`; `last` is the value before it (and how it
+    /// reads), updated to the batch's last value.
+    fn check(
+        &self,
+        values: &ArrayRef,
+        start: i64,
+        last: &mut Option<(i64, String)>,
+    ) -> std::result::Result<(), String> {
+        let n = values.len();
+        let keys = order_key(values).map_err(|e| e.to_string())?;
+        let mut previous = last.as_ref().map(|(v, _)| *v);
+        for i in 0..n {
+            let problem = if keys.is_null(i) {
+                Some("is null".to_string())
+            } else {
+                let value = keys.value(i);
+                let earlier = previous.is_some_and(|p| value < p);
+                previous = Some(value);
+                earlier.then(|| {
+                    let before = if i > 0 {
+                        display(values, i - 1)
+                    } else {
+                        last.as_ref().map(|(_, t)| t.clone()).unwrap_or_default()
+                    };
+                    format!(
+                        "is {}, earlier than {before} in the row before",
+                        display(values, i)
+                    )
+                })
+            };
+            if let Some(problem) = problem {
+                let column = &self.column;
+                return Err(format!(
+                    "row {} (0-based, in file order): column {column:?} {problem} \
+                     (rule ordered_by: rows must be in ascending {column:?} order, no nulls)",
+                    start + i as i64
+                ));
+            }
+        }
+        if n > 0 {
+            *last = Some((keys.value(n - 1), display(values, n - 1)));
+        }
+        Ok(())
+    }
+}
+
+/// A source with a 0-based row index column (first) prepended in file order.
+#[derive(Debug)]
+struct IndexedTable {
+    /// The index, then the raw table's columns.
+    schema: SchemaRef,
+    raw: Arc<dyn TableProvider>,
+    /// The raw table read in file order.
+    in_file_order: DataFrame,
+}
+
+#[async_trait]
+impl TableProvider for IndexedTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let projection: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        if !projection.contains(&0) {
+            // Without the index, row order does not matter.
+            let raw: Vec<usize> = projection.iter().map(|i| i - 1).collect();
+            return self.raw.scan(state, Some(&raw), &[], limit).await;
+        }
+        // The index and the projected columns, in schema order, read on one partition.
+        let mut read: Vec<usize> = projection.clone();
+        read.sort_unstable();
+        read.dedup();
+        let names: Vec<&str> = read[1..]
+            .iter()
+            .map(|&i| self.schema.field(i).name().as_str())
+            .collect();
+        let partition = IndexedStream {
+            schema: Arc::new(self.schema.project(&read)?),
+            scan: self.in_file_order.clone().select_columns(&names)?,
+        };
+        let output: Vec<usize> = projection
+            .iter()
+            .map(|i| {
+                read.binary_search(i)
+                    .expect("projection is a subset of read")
+            })
+            .collect();
+        let at = projection.iter().position(|&i| i == 0).unwrap_or_default();
+        let index = Column::new(self.schema.field(0).name(), at);
+        let ordering = LexOrdering::new([PhysicalSortExpr::new(
+            Arc::new(index),
+            SortOptions {
+                descending: false,
+                nulls_first: false,
+            },
+        )]);
+        Ok(Arc::new(StreamingTableExec::try_new(
+            partition.schema.clone(),
+            vec![Arc::new(partition)],
+            Some(&output),
+            ordering,
+            false,
+            limit,
+        )?))
+    }
+}
+
+/// The raw table in file order with the row index prepended. Each execution plans the scan
+/// afresh: physical plans may hold single-use state.
+#[derive(Debug)]
+struct IndexedStream {
+    schema: SchemaRef,
+    scan: DataFrame,
+}
+
+impl PartitionStream for IndexedStream {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let scan = self.scan.clone();
+        let schema = self.schema.clone();
+        let stream = futures::stream::once(async move { scan.execute_stream().await })
+            .flat_map(move |inner| match inner {
+                Ok(stream) => stream.boxed(),
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            })
+            .scan(0i64, move |rows, batch| {
+                let result = batch.and_then(|batch| {
+                    let start = *rows;
+                    *rows += batch.num_rows() as i64;
+                    let index = Int64Array::from_iter_values(start..*rows);
+                    let mut columns: Vec<ArrayRef> = vec![Arc::new(index)];
+                    columns.extend(batch.columns().iter().cloned());
+                    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+                });
+                futures::future::ready(Some(result))
+            });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), stream))
+    }
+}

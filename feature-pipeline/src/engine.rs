@@ -57,6 +57,7 @@ pub async fn session(
         .map_err(|e| Error::Flag(format!("memory limit: {e}")))?;
     let ctx =
         SessionContext::new_with_config_rt(session_config(options.target_partitions), runtime);
+    ctx.add_optimizer_rule(Arc::new(crate::date_cast::DateCastRule));
     for (name, source) in &repo.repo.sources {
         let path = overrides
             .iter()

@@ -5,6 +5,7 @@
 //! ([`validate`]), and committed through the `storage` crate's layout ([`run`]).
 
 pub mod config;
+pub mod date_cast;
 pub mod engine;
 pub mod error;
 pub mod inspect;

@@ -474,17 +474,18 @@ async fn compute_group(
     let mut profiler = fti_stats::TableProfiler::new(&target);
     let mut writer = (!dry_run)
         .then(|| TableWriter::new(store, &definition))
-        .transpose()?;
+        .transpose()?
+        .map(BackgroundWriter::start);
     let mut rows = 0u64;
     let mut last_log = Instant::now();
     while let Some(batch) = stream.next().await {
         let batch = conform(group, &batch.map_err(exec_err)?, &target)?;
         rows += batch.num_rows() as u64;
+        if let Some(writer) = &mut writer {
+            writer.send(batch.clone()).await?;
+        }
         validator.update(&batch);
         profiler.update(&batch);
-        if let Some(writer) = &mut writer {
-            writer.write(&batch).await?;
-        }
         if last_log.elapsed().as_secs() >= 5 {
             info!(group, rows, "progress");
             last_log = Instant::now();
@@ -516,6 +517,62 @@ async fn compute_group(
         key,
         seconds: 0.0,
     })
+}
+
+/// A [`TableWriter`] on its own task, so that encoding the files runs beside the query,
+/// validation and statistics instead of after them. Batches go through a short channel; the
+/// files are written only on [`BackgroundWriter::finish`]: dropped before, it stops without
+/// writing the last file.
+struct BackgroundWriter {
+    batches: tokio::sync::mpsc::Sender<Message>,
+    task: tokio::task::JoinHandle<storage::Result<Vec<DataFile>>>,
+}
+
+enum Message {
+    Batch(RecordBatch),
+    Finish,
+}
+
+impl BackgroundWriter {
+    fn start(mut writer: TableWriter) -> Self {
+        let (batches, mut received) = tokio::sync::mpsc::channel(2);
+        let task = tokio::spawn(
+            async move {
+                while let Some(message) = received.recv().await {
+                    match message {
+                        Message::Batch(batch) => writer.write(&batch).await?,
+                        Message::Finish => return writer.finish().await,
+                    }
+                }
+                Ok(Vec::new())
+            }
+            .in_current_span(),
+        );
+        BackgroundWriter { batches, task }
+    }
+
+    /// Queues a batch; if the writer has stopped on an error, returns that error.
+    async fn send(&mut self, batch: RecordBatch) -> Result<()> {
+        if self.batches.send(Message::Batch(batch)).await.is_err() {
+            Self::result(&mut self.task).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the last file and returns every staged file.
+    async fn finish(mut self) -> Result<Vec<DataFile>> {
+        let _ = self.batches.send(Message::Finish).await;
+        Self::result(&mut self.task).await
+    }
+
+    async fn result(
+        task: &mut tokio::task::JoinHandle<storage::Result<Vec<DataFile>>>,
+    ) -> Result<Vec<DataFile>> {
+        match task.await {
+            Ok(files) => Ok(files?),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
 }
 
 /// The plain columns the plan's output is sorted by, leading ones first (stopping at the first

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use arrow::datatypes::{DataType, Float64Type};
 use storage::types::{is_temporal, type_name};
 use storage::{ColumnStatistics, Histogram, TableStatistics};
@@ -54,9 +54,8 @@ pub struct ColumnProfiler {
     m2: f64,
     min: f64,
     max: f64,
-    sample: Vec<f64>,
-    rng: u64,
-    categories: Option<HashMap<String, u64, foldhash::fast::FixedState>>,
+    reservoir: Reservoir,
+    categories: Option<Categories>,
 }
 
 /// The statistics of a column plus the sample they were computed from (for drift checks).
@@ -80,9 +79,8 @@ impl ColumnProfiler {
             m2: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            sample: Vec::new(),
-            rng: 0x9E37_79B9_7F4A_7C15,
-            categories: (kind == Kind::Categorical).then(HashMap::default),
+            reservoir: Reservoir::new(SAMPLE_SIZE),
+            categories: (kind == Kind::Categorical).then(Categories::default),
         }
     }
 
@@ -94,65 +92,74 @@ impl ColumnProfiler {
                 let Ok(values) = arrow::compute::cast(array, &DataType::Float64) else {
                     return;
                 };
-                for v in values.as_primitive::<Float64Type>().iter().flatten() {
-                    self.add_number(v);
-                }
+                self.add_numbers(values.as_primitive::<Float64Type>());
             }
             Kind::Temporal => {
                 if let Ok(micros) = storage::table::to_micros(array) {
-                    for v in micros.iter().flatten() {
-                        self.count += 1;
-                        self.min = self.min.min(v as f64);
-                        self.max = self.max.max(v as f64);
+                    self.count += (micros.len() - micros.null_count()) as u64;
+                    if let Some(min) = arrow::compute::min(&micros) {
+                        self.min = self.min.min(min as f64);
+                    }
+                    if let Some(max) = arrow::compute::max(&micros) {
+                        self.max = self.max.max(max as f64);
                     }
                 }
             }
             Kind::Categorical => {
-                let Ok(strings) = arrow::compute::cast(array, &DataType::Utf8) else {
-                    return;
-                };
-                let strings = strings.as_string::<i32>();
-                for v in strings.iter().flatten() {
-                    self.count += 1;
-                    if let Some(categories) = &mut self.categories {
-                        if let Some(n) = categories.get_mut(v) {
-                            *n += 1;
-                        } else if categories.len() < MAX_CATEGORIES {
-                            categories.insert(v.to_string(), 1);
-                        } else {
-                            self.categories = None;
-                        }
-                    }
+                self.count += (array.len() - array.null_count()) as u64;
+                if let Some(categories) = &mut self.categories
+                    && !categories.add(array)
+                {
+                    self.categories = None;
                 }
             }
             Kind::Other => self.count += (array.len() - array.null_count()) as u64,
         }
     }
 
-    fn add_number(&mut self, v: f64) {
-        if !v.is_finite() {
-            self.nans += 1;
+    /// Adds a batch of numbers: its moments are computed on their own and merged (Chan et
+    /// al.), which keeps the per-value loop free of divisions.
+    fn add_numbers(&mut self, values: &Float64Array) {
+        let (mut n, mut sum, mut min, mut max) = (0u64, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+        let mut visit = |v: f64| {
+            if v.is_finite() {
+                n += 1;
+                sum += v;
+                min = min.min(v);
+                max = max.max(v);
+                self.reservoir.offer(v);
+            } else {
+                self.nans += 1;
+            }
+        };
+        if values.null_count() == 0 {
+            values.values().iter().for_each(|&v| visit(v));
+        } else {
+            values.iter().flatten().for_each(visit);
+        }
+        if n == 0 {
             return;
         }
-        self.count += 1;
-        let delta = v - self.mean;
-        self.mean += delta / self.count as f64;
-        self.m2 += delta * (v - self.mean);
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
-        if self.sample.len() < SAMPLE_SIZE {
-            self.sample.push(v);
-        } else {
-            // Reservoir sampling (algorithm R) with a fixed-seed xorshift: deterministic for
-            // a given input order.
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            let j = self.rng % self.count;
-            if (j as usize) < SAMPLE_SIZE {
-                self.sample[j as usize] = v;
+        let batch_mean = sum / n as f64;
+        let squares = |v: f64| {
+            if v.is_finite() {
+                (v - batch_mean) * (v - batch_mean)
+            } else {
+                0.0
             }
-        }
+        };
+        let batch_m2: f64 = if values.null_count() == 0 {
+            values.values().iter().map(|&v| squares(v)).sum()
+        } else {
+            values.iter().flatten().map(squares).sum()
+        };
+        let total = self.count + n;
+        let delta = batch_mean - self.mean;
+        self.mean += delta * n as f64 / total as f64;
+        self.m2 += batch_m2 + delta * delta * self.count as f64 * n as f64 / total as f64;
+        self.count = total;
+        self.min = self.min.min(min);
+        self.max = self.max.max(max);
     }
 
     pub fn finish(mut self) -> ColumnProfile {
@@ -174,25 +181,182 @@ impl ColumnProfiler {
             } else {
                 0.0
             });
-            self.sample.sort_by(f64::total_cmp);
+            self.reservoir.sample.sort_by(f64::total_cmp);
             stats.quantiles = QUANTILES
                 .iter()
-                .map(|&q| (q, quantile_sorted(&self.sample, q)))
+                .map(|&q| (q, quantile_sorted(&self.reservoir.sample, q)))
                 .collect();
-            stats.histogram = Some(histogram(&self.sample, self.min, self.max, self.count));
+            stats.histogram = Some(histogram(
+                &self.reservoir.sample,
+                self.min,
+                self.max,
+                self.count,
+            ));
         }
         if let Some(categories) = self.categories {
-            stats.distinct_count = Some(categories.len() as u64);
-            let mut top: Vec<(String, u64)> = categories.into_iter().collect();
+            let mut top = categories.into_counts();
+            stats.distinct_count = Some(top.len() as u64);
             top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             top.truncate(100);
             stats.top_values = top;
         }
         ColumnProfile {
             stats,
-            sample: self.sample,
+            sample: self.reservoir.sample,
         }
     }
+}
+
+/// A uniform sample of at most `size` values from a stream (reservoir sampling, Li's
+/// algorithm L: it draws random numbers only when a value is taken, not for every value).
+/// The generator has a fixed seed, so the sample is deterministic for a given input order.
+#[derive(Debug, Clone)]
+struct Reservoir {
+    size: usize,
+    sample: Vec<f64>,
+    /// Values offered so far.
+    seen: u64,
+    /// The 1-based position of the next value to take once the sample is full.
+    next: u64,
+    w: f64,
+    rng: u64,
+}
+
+impl Reservoir {
+    fn new(size: usize) -> Self {
+        Reservoir {
+            size,
+            sample: Vec::new(),
+            seen: 0,
+            next: 0,
+            w: 1.0,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// A uniform draw in (0, 1) from a xorshift generator.
+    fn uniform(&mut self) -> f64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        ((self.rng >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    /// Moves `next` past the values skipped before the next one taken.
+    fn skip(&mut self) {
+        self.w *= (self.uniform().ln() / self.size as f64).exp();
+        let gap = (self.uniform().ln() / (1.0 - self.w).ln()).floor();
+        self.next = self.seen + gap.min(u64::MAX as f64 / 2.0) as u64 + 1;
+    }
+
+    #[inline]
+    fn offer(&mut self, v: f64) {
+        self.seen += 1;
+        if self.sample.len() < self.size {
+            self.sample.push(v);
+            if self.sample.len() == self.size {
+                self.skip();
+            }
+        } else if self.seen == self.next {
+            let slot = (self.uniform() * self.size as f64) as usize;
+            self.sample[slot.min(self.size - 1)] = v;
+            self.skip();
+        }
+    }
+}
+
+/// Value counts of a categorical column, up to [`MAX_CATEGORIES`] distinct values. Strings
+/// of up to 15 bytes are counted under their bytes packed in a `u128` (length in the top
+/// byte), so counting them hashes one integer and compares no strings.
+#[derive(Debug, Clone, Default)]
+struct Categories {
+    short: HashMap<u128, u64, foldhash::fast::FixedState>,
+    long: HashMap<String, u64, foldhash::fast::FixedState>,
+}
+
+impl Categories {
+    fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    /// Counts the values of `array`; false once there are more than [`MAX_CATEGORIES`].
+    fn add(&mut self, array: &ArrayRef) -> bool {
+        match array.data_type() {
+            DataType::Boolean => {
+                let values = array.as_boolean();
+                let trues = values.true_count() as u64;
+                let falses = (values.len() - values.null_count()) as u64 - trues;
+                for (value, n) in [("true", trues), ("false", falses)] {
+                    if n > 0 {
+                        *self
+                            .short
+                            .entry(pack(value.as_bytes()).unwrap_or_default())
+                            .or_default() += n;
+                    }
+                }
+                true
+            }
+            DataType::Utf8 => self.add_strings(array.as_string::<i32>().iter()),
+            DataType::LargeUtf8 => self.add_strings(array.as_string::<i64>().iter()),
+            DataType::Utf8View => self.add_strings(array.as_string_view().iter()),
+            _ => match arrow::compute::cast(array, &DataType::Utf8) {
+                Ok(strings) => self.add_strings(strings.as_string::<i32>().iter()),
+                Err(_) => true,
+            },
+        }
+    }
+
+    fn add_strings<'a>(&mut self, values: impl Iterator<Item = Option<&'a str>>) -> bool {
+        for v in values.flatten() {
+            match pack(v.as_bytes()) {
+                Some(key) => {
+                    if let Some(n) = self.short.get_mut(&key) {
+                        *n += 1;
+                        continue;
+                    }
+                    if self.len() >= MAX_CATEGORIES {
+                        return false;
+                    }
+                    self.short.insert(key, 1);
+                }
+                None => {
+                    if let Some(n) = self.long.get_mut(v) {
+                        *n += 1;
+                        continue;
+                    }
+                    if self.len() >= MAX_CATEGORIES {
+                        return false;
+                    }
+                    self.long.insert(v.to_string(), 1);
+                }
+            }
+        }
+        true
+    }
+
+    fn into_counts(self) -> Vec<(String, u64)> {
+        let short = self.short.into_iter().map(|(key, n)| (unpack(key), n));
+        short.chain(self.long).collect()
+    }
+}
+
+/// Bytes of up to 15 as one integer: the bytes, then the length in the top byte.
+#[inline]
+fn pack(bytes: &[u8]) -> Option<u128> {
+    if bytes.len() > 15 {
+        return None;
+    }
+    let mut buffer = [0u8; 16];
+    buffer[..bytes.len()].copy_from_slice(bytes);
+    buffer[15] = bytes.len() as u8;
+    Some(u128::from_le_bytes(buffer))
+}
+
+fn unpack(key: u128) -> String {
+    let buffer = key.to_le_bytes();
+    let len = buffer[15] as usize;
+    // Packed from a `&str`, so valid UTF-8.
+    String::from_utf8_lossy(&buffer[..len]).into_owned()
 }
 
 /// Linear-interpolated quantile of sorted values.
@@ -342,7 +506,7 @@ impl TableProfiler {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Float64Array, StringArray};
+    use arrow::array::{BooleanArray, StringArray, StringViewArray};
 
     use super::*;
 
@@ -393,6 +557,107 @@ mod tests {
             vec![("b".to_string(), 2), ("a".to_string(), 1)]
         );
         assert_eq!(s.null_count, 1);
+    }
+
+    /// Moments merged batch by batch equal the direct computation over all values.
+    #[test]
+    fn moments_over_batches_match_direct_computation() {
+        let values: Vec<f64> = (0..10_000)
+            .map(|i| ((i * 7919) % 1000) as f64 / 3.0)
+            .collect();
+        let mut p = ColumnProfiler::new(&DataType::Float64);
+        for chunk in values.chunks(777) {
+            p.update(&(Arc::new(Float64Array::from(chunk.to_vec())) as ArrayRef));
+        }
+        let s = p.finish().stats;
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let std = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        assert_eq!(s.count, values.len() as u64);
+        assert!((s.mean.unwrap() - mean).abs() < 1e-9 * mean.abs());
+        assert!((s.std.unwrap() - std).abs() < 1e-9 * std);
+    }
+
+    /// The reservoir keeps SAMPLE_SIZE distinct values spread over the whole stream, not
+    /// its beginning.
+    #[test]
+    fn reservoir_sample_is_uniform_over_the_stream() {
+        let n = 1_000_000u64;
+        let mut p = ColumnProfiler::new(&DataType::Float64);
+        let all: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        for chunk in all.chunks(65_536) {
+            p.update(&(Arc::new(Float64Array::from(chunk.to_vec())) as ArrayRef));
+        }
+        let mut sample = p.finish().sample;
+        assert_eq!(sample.len(), SAMPLE_SIZE);
+        let k = sample.len() as f64;
+        let mean = sample.iter().sum::<f64>() / k;
+        // The mean of a uniform sample of 0..n is within 4 standard errors of (n - 1) / 2.
+        let se = (n as f64 / 12f64.sqrt()) / k.sqrt();
+        assert!(
+            (mean - (n - 1) as f64 / 2.0).abs() < 4.0 * se,
+            "mean {mean}"
+        );
+        for (lo, hi) in [(0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0)] {
+            let share = sample
+                .iter()
+                .filter(|&&v| v >= lo * n as f64 && v < hi * n as f64)
+                .count() as f64
+                / k;
+            assert!(
+                (share - 0.25).abs() < 0.02,
+                "share of [{lo}, {hi}): {share}"
+            );
+        }
+        sample.sort_by(f64::total_cmp);
+        sample.dedup();
+        assert_eq!(sample.len(), SAMPLE_SIZE, "no value is taken twice");
+    }
+
+    /// Every string encoding, long strings and booleans are counted by value.
+    #[test]
+    fn categories_are_counted_in_every_encoding() {
+        let long = "a value longer than fifteen bytes";
+        let values = vec![
+            Some("b"),
+            Some(""),
+            Some(long),
+            None,
+            Some("b"),
+            Some(long),
+            Some("b"),
+        ];
+        let expected = vec![
+            ("b".to_string(), 3),
+            (long.to_string(), 2),
+            (String::new(), 1),
+        ];
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(values.clone())),
+            Arc::new(arrow::array::LargeStringArray::from(values.clone())),
+            Arc::new(StringViewArray::from(values.clone())),
+        ];
+        for array in arrays {
+            let mut p = ColumnProfiler::new(array.data_type());
+            p.update(&array);
+            let s = p.finish().stats;
+            assert_eq!(s.distinct_count, Some(3), "{}", array.data_type());
+            assert_eq!(s.top_values, expected, "{}", array.data_type());
+            assert_eq!((s.count, s.null_count), (6, 1));
+        }
+        let flags: ArrayRef = Arc::new(BooleanArray::from(vec![
+            Some(true),
+            None,
+            Some(false),
+            Some(true),
+        ]));
+        let mut p = ColumnProfiler::new(&DataType::Boolean);
+        p.update(&flags);
+        let s = p.finish().stats;
+        assert_eq!(
+            s.top_values,
+            vec![("true".to_string(), 2), ("false".to_string(), 1)]
+        );
     }
 
     #[test]

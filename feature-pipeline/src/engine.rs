@@ -125,3 +125,58 @@ async fn register_views(ctx: &SessionContext, repo: &LoadedRepo) -> Result<()> {
     }
     Ok(())
 }
+
+/// A group's query plan as the engine runs it (`feature-pipeline explain`): the physical
+/// plan, or with `analyze` the plan after running the query (nothing is written) with each
+/// operator's rows and time, to see where a group's time goes when tuning its SQL.
+pub async fn explain(
+    repo: &LoadedRepo,
+    group: &str,
+    overrides: &[(String, String)],
+    options: &EngineOptions,
+    analyze: bool,
+) -> Result<String> {
+    let config = repo.repo.groups.get(group).ok_or_else(|| {
+        Error::Flag(format!(
+            "no group {group:?} (groups: {})",
+            repo.repo
+                .groups
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let ctx = session(repo, overrides, options).await?;
+    let sql_err = |e: datafusion::error::DataFusionError| Error::Sql {
+        group: group.to_string(),
+        message: e.to_string(),
+    };
+    let exec_err = |e: datafusion::error::DataFusionError| Error::Execution {
+        group: group.to_string(),
+        message: e.to_string(),
+    };
+    let df = ctx.sql(&config.sql).await.map_err(sql_err)?;
+    let batches = df
+        .explain(false, analyze)
+        .map_err(sql_err)?
+        .collect()
+        .await
+        .map_err(exec_err)?;
+    let mut out = String::new();
+    for batch in &batches {
+        let (Some(kind), Some(plan)) = (
+            batch.column_by_name("plan_type"),
+            batch.column_by_name("plan"),
+        ) else {
+            continue;
+        };
+        for row in 0..batch.num_rows() {
+            let value = |a: &arrow::array::ArrayRef| {
+                arrow::util::display::array_value_to_string(a, row).unwrap_or_default()
+            };
+            out.push_str(&format!("-- {}\n{}\n", value(kind), value(plan)));
+        }
+    }
+    Ok(out)
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use feature_pipeline::{
-    EngineOptions, Error, FeatureJob, LoadedRepo, build_features, inspect, parse_time,
+    EngineOptions, Error, FeatureJob, LoadedRepo, build_features, engine, inspect, parse_time,
 };
 use fti_runtime::{Exit, LogArgs, StoreArgs};
 use storage::Store;
@@ -64,6 +64,21 @@ enum Command {
         /// Feature repository file
         #[arg(env = "FTI_FEATURE_CONFIG")]
         config: PathBuf,
+    },
+    /// Print a group's query plan, to see where its time goes when tuning its SQL
+    Explain {
+        /// Feature repository file
+        #[arg(env = "FTI_FEATURE_CONFIG")]
+        config: PathBuf,
+        /// The group
+        #[arg(long)]
+        group: String,
+        /// Replace a source's path: NAME=PATH (repeatable)
+        #[arg(long = "source", env = "FTI_SOURCES", value_delimiter = ',', value_parser = parse_override)]
+        sources: Vec<(String, String)>,
+        /// Run the query (writing nothing) and show each operator's rows and time
+        #[arg(long)]
+        analyze: bool,
     },
     /// List the feature tables in the store
     List {
@@ -158,6 +173,21 @@ async fn run(command: Command) -> Result<Exit, Error> {
             println!(
                 "{}",
                 serde_json::json!({"config": config, "ok": true, "sources": repo.repo.sources.len(), "groups": repo.repo.groups.keys().collect::<Vec<_>>()})
+            );
+            Ok(Exit::Success)
+        }
+        Command::Explain {
+            config,
+            group,
+            sources,
+            analyze,
+        } => {
+            let repo = LoadedRepo::load(&config)?;
+            repo.repo.check(&config)?;
+            let options = EngineOptions::default();
+            print!(
+                "{}",
+                engine::explain(&repo, &group, &sources, &options, analyze).await?
             );
             Ok(Exit::Success)
         }

@@ -114,11 +114,13 @@ impl Validator {
             if let Ok(rows) = converter.convert_columns(&columns) {
                 for (i, row) in rows.iter().enumerate() {
                     if let Some(runs) = &runs {
-                        let run = runs.row(i);
-                        if self.run.as_deref() != Some(run.as_ref()) {
+                        let new_run = match i {
+                            0 => self.run.as_deref() != Some(runs.row(0).as_ref()),
+                            _ => runs.row(i) != runs.row(i - 1),
+                        };
+                        if new_run {
                             // A new run of the sorted columns: no earlier key can recur.
                             self.seen.clear();
-                            self.run = Some(run.as_ref().to_vec());
                         }
                     }
                     if !self.seen.insert(self.seen.hasher().hash_one(row.as_ref())) {
@@ -128,6 +130,11 @@ impl Validator {
                                 Some(describe_row(&columns, &self.key_columns, i));
                         }
                     }
+                }
+                if let Some(runs) = &runs
+                    && runs.num_rows() > 0
+                {
+                    self.run = Some(runs.row(runs.num_rows() - 1).as_ref().to_vec());
                 }
             }
         }

@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
+/// Dictionary page size past which a column chunk is written plain.
+pub const DICTIONARY_PAGE_BYTES: usize = 128 * 1024;
 /// Rows per batch when decoding.
 pub const READ_BATCH_ROWS: usize = 64 * 1024;
 
@@ -28,6 +30,11 @@ pub fn writer_properties() -> WriterProperties {
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_created_by(format!("fti storage {}", env!("CARGO_PKG_VERSION")))
+        // A column whose values in a row group do not fit in 128 KiB of dictionary (a row
+        // number, a time stamp) falls back to plain encoding early: encoding it through a
+        // dictionary costs a hash per value and, after zstd, gives larger files (flights
+        // labels: 24.3 -> 19.2 MB, and 3% less CPU for the feature run, than the 1 MiB default).
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
         .build()
 }
 

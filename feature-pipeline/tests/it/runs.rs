@@ -250,3 +250,95 @@ async fn a_cached_view_gives_the_same_table() {
         rows(&plain.store, "trailing", VersionSpec::Latest).await
     );
 }
+
+/// A source with a `row_index`: a query using the index gets each row's 0-based position in
+/// the file, whatever other columns it reads and in whatever order; a query not using it
+/// (read in parallel) sees the same rows.
+#[tokio::test]
+async fn row_index_numbers_rows_in_file_order() {
+    // Keys out of key order, so file order is not the order of any column but the index.
+    let events: Vec<(&str, i64, f64)> = (0..500)
+        .map(|i| (["c", "a", "b"][i % 3], (i as i64 * 7) % 40, i as f64))
+        .collect();
+    let config = r#"
+[sources.events]
+format = "csv"
+path = "events.csv"
+row_index = "row"
+columns = [
+  { name = "key", type = "string" },
+  { name = "ts", type = "timestamp[us]" },
+  { name = "value", type = "double" },
+]
+
+[groups.indexed]
+entity_keys = ["row"]
+event_time = "ts"
+sql = "SELECT value, key, row, ts FROM events"
+
+[groups.unindexed]
+entity_keys = ["key"]
+event_time = "day"
+sql = """
+SELECT key, CAST(MIN(ts) AS DATE) AS day, SUM(value) AS total, COUNT(*) AS n
+FROM events GROUP BY key
+"""
+"#;
+    let f = Fixture::new(config, &[("events.csv", &events_csv(&events))]);
+    build_features(&f.store, &f.job()).await.unwrap();
+
+    let mut expected: Vec<String> = events
+        .iter()
+        .enumerate()
+        .map(|(row, (key, _, value))| format!("{value:?} {key} {row}"))
+        .collect();
+    expected.sort();
+    let mut indexed: Vec<String> = rows(&f.store, "indexed", VersionSpec::Latest)
+        .await
+        .iter()
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            format!("{} {} {}", cells[1], cells[2], cells[3])
+        })
+        .collect();
+    indexed.sort();
+    assert_eq!(indexed, expected);
+
+    let totals = rows(&f.store, "unindexed", VersionSpec::Latest).await;
+    assert_eq!(totals.len(), 3);
+    for key in ["a", "b", "c"] {
+        let (sum, n) = events
+            .iter()
+            .filter(|(k, _, _)| *k == key)
+            .fold((0.0, 0), |(s, n), (_, _, v)| (s + v, n + 1));
+        let line = totals
+            .iter()
+            .find(|l| l.contains(&format!("| {key} ")))
+            .unwrap();
+        assert!(line.contains(&format!("| {sum:?} ")), "{line}: sum {sum}");
+        assert!(line.contains(&format!("| {n} ")), "{line}: count {n}");
+    }
+}
+
+/// `explain --analyze` runs the group's query and shows its operators with their row counts;
+/// it commits nothing; an unknown group is a flag error naming the groups there are.
+#[tokio::test]
+async fn explain_shows_the_plan_and_writes_nothing() {
+    let f = Fixture::new(
+        WINDOW_CONFIG,
+        &[("events.csv", &events_csv(&leaky_events()))],
+    );
+    let job = f.job();
+    let plan = feature_pipeline::engine::explain(&job.repo, "trailing", &[], &job.engine, true)
+        .await
+        .unwrap();
+    assert!(plan.contains("BoundedWindowAggExec"), "{plan}");
+    assert!(plan.contains("output_rows"), "{plan}");
+    assert!(f.tables().await.is_empty());
+
+    let err = feature_pipeline::engine::explain(&job.repo, "nope", &[], &job.engine, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit(), fti_runtime::Exit::Config);
+    assert!(err.to_string().contains("trailing"), "{err}");
+}

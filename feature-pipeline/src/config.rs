@@ -45,7 +45,8 @@ pub struct SourceConfig {
     pub row_index: Option<String>,
     /// A column (date, time stamp or integer) the rows are in ascending order of, e.g. the
     /// event time of an append-only log. A row earlier than the row before it, or a null,
-    /// fails the run (bad input) naming the row; the engine then relies on the order.
+    /// fails the run (bad input) naming the row. Checked once per run, before any group
+    /// runs, reading only this column.
     pub ordered_by: Option<String>,
     /// CSV: whether the first line is a header (default true).
     pub has_header: Option<bool>,

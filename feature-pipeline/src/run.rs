@@ -130,7 +130,6 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
         store.init().await?;
     }
 
-    let ctx = engine::session(&job.repo, &job.overrides, &job.engine).await?;
     let mut summaries = Vec::new();
     // Groups are independent (their own query, validation, statistics and staged files): they
     // run as tasks, `concurrent_groups` at a time, and are taken back in declaration order.
@@ -170,9 +169,17 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
         let previous = history.last().and_then(|c| c.statistics.clone());
         pending.push((group.clone(), config.clone(), previous, key));
     }
-    // Nothing above is spawned, so an error there leaves no task running.
+    // Nothing above is spawned, so an error there leaves no task running. The session (which
+    // reads and checks ordered sources) is made only when a group has work to do.
+    let ctx = match pending.is_empty() {
+        true => None,
+        false => Some(engine::session(&job.repo, &job.overrides, &job.engine).await?),
+    };
     for (group, config, previous, key) in pending {
-        let (store, ctx, permits) = (store.clone(), ctx.clone(), permits.clone());
+        let ctx = ctx
+            .clone()
+            .expect("a session exists when a group is pending");
+        let (store, permits) = (store.clone(), permits.clone());
         let (range, dry_run) = (job.range, job.dry_run);
         let task = async move {
             let _permit = permits

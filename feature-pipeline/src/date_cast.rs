@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Date32Type, Int64Type, TimeUnit};
+use arrow::datatypes::{DataType, Date32Type, Field, FieldRef, Int64Type, TimeUnit};
 use arrow::error::ArrowError;
 use chrono::NaiveDate;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -19,8 +19,8 @@ use datafusion::logical_expr::expr::Cast;
 use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::sort_properties::{ExprProperties, SortProperties};
 use datafusion::logical_expr::{
-    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl,
-    Signature, Volatility,
+    ColumnarValue, Expr, ExprSchemable, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
@@ -73,7 +73,7 @@ fn rewrite(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     let Expr::Cast(Cast { expr: inner, field }) = &expr else {
         return Ok(Transformed::no(expr));
     };
-    // An expression whose type cannot be told here (an outer reference, say) is left as is.
+    // An expression whose type cannot be told from the node's inputs is left as is.
     let zone_less = matches!(inner.get_type(schema), Ok(DataType::Timestamp(_, None)));
     if field.data_type() != &DataType::Date32 || !zone_less {
         return Ok(Transformed::no(expr));
@@ -107,6 +107,17 @@ impl ScalarUDFImpl for TimestampToDate {
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         Ok(DataType::Date32)
+    }
+
+    /// Nullable exactly when the input is, as the cast it replaces: plans compare the
+    /// logical and physical schemas, nullability included.
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        let nullable = args.arg_fields.first().is_none_or(|f| f.is_nullable());
+        Ok(Arc::new(Field::new(
+            self.name(),
+            DataType::Date32,
+            nullable,
+        )))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -170,7 +181,7 @@ pub fn to_date(array: &ArrayRef) -> Result<ArrayRef> {
 #[cfg(test)]
 mod tests {
     use arrow::array::RecordBatch;
-    use arrow::datatypes::{Field, Schema};
+    use arrow::datatypes::Schema;
     use datafusion::prelude::SessionContext;
 
     use super::*;
@@ -254,6 +265,36 @@ mod tests {
             outputs.push(arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap());
         }
         assert!(outputs[0].num_rows() > 1000);
+        assert_eq!(outputs[0], outputs[1]);
+    }
+
+    /// A non-null time stamp column gives a non-null date, as the cast does: grouping on it
+    /// plans and runs (the planner compares logical and physical nullability).
+    #[tokio::test]
+    async fn a_non_null_input_stays_non_null_through_a_group_by() {
+        let input = timestamps(TimeUnit::Microsecond);
+        let input =
+            arrow::compute::filter(&input, &arrow::compute::is_not_null(&input).unwrap()).unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            input.data_type().clone(),
+            false,
+        )]));
+        let batch = RecordBatch::try_new(schema, vec![input]).unwrap();
+        let sql = "SELECT d, COUNT(*) AS n FROM (SELECT CAST(ts AS DATE) AS d FROM t) AS x \
+                   GROUP BY d ORDER BY d";
+        let mut outputs = Vec::new();
+        for with_rule in [false, true] {
+            let ctx = SessionContext::new();
+            if with_rule {
+                ctx.add_optimizer_rule(Arc::new(DateCastRule));
+            }
+            ctx.register_batch("t", batch.clone()).unwrap();
+            let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+            let out = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+            assert!(!out.schema().field(0).is_nullable());
+            outputs.push(out);
+        }
         assert_eq!(outputs[0], outputs[1]);
     }
 }

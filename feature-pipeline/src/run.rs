@@ -577,8 +577,20 @@ impl BackgroundWriter {
     ) -> Result<Vec<DataFile>> {
         match task.await {
             Ok(files) => Ok(files?),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only `Drop` aborts the task, and nothing awaits it after that.
+            Err(e) => Err(Error::Execution {
+                group: "(file writer)".into(),
+                message: e.to_string(),
+            }),
         }
+    }
+}
+
+/// A writer dropped before `finish` (the group failed) stops at once, writing nothing more.
+impl Drop for BackgroundWriter {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

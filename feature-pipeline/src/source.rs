@@ -1,7 +1,8 @@
 //! Sources: the repository's raw tables, registered with the query engine.
 //!
 //! A source declared `ordered_by` is checked once per session, reading only that column in
-//! file order, before any group runs. A source with a `row_index` is registered as an
+//! file order, when a group's plan first scans it (a run whose groups do not read the source
+//! does not read it). A source with a `row_index` is registered as an
 //! [`IndexedTable`]: a scan that uses the index reads the file in order on one partition and
 //! numbers the rows; a scan that does not is the raw table's own scan (parallel, reading only
 //! the projected columns).
@@ -16,7 +17,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{Expr, TableType};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::expressions::Column;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -62,11 +63,11 @@ pub async fn register_source(
             Some(Schema::new(fields))
         }
     };
-    // With a row index, the raw table is registered under a hidden name and `name` is the
-    // indexed table over it.
-    let raw_name = match source.row_index {
-        Some(_) => format!("__raw_{name}"),
-        None => name.to_string(),
+    // With a row index or a declared order, the raw table is registered under a hidden name
+    // and `name` is the indexed or checked table over it.
+    let raw_name = match source.row_index.is_some() || source.ordered_by.is_some() {
+        true => format!("__raw_{name}"),
+        false => name.to_string(),
     };
     let (csv_ext, json_ext) = (extension(path, ".csv"), extension(path, ".jsonl"));
     let registered = match source.format {
@@ -104,37 +105,51 @@ pub async fn register_source(
         .await
         .map_err(|e| err(e.to_string()))?;
     let input = raw.schema();
-    if let Some(column) = &source.ordered_by {
-        let field = input
-            .field_with_name(column)
-            .map_err(|_| err(format!("ordered_by column {column:?} is not in the source")))?;
-        if order_key(&arrow::array::new_empty_array(field.data_type())).is_err() {
-            return Err(err(format!(
-                "ordered_by column {column:?} is {}; it must be a date, time stamp or integer",
-                field.data_type()
-            )));
+    let check = match &source.ordered_by {
+        None => None,
+        Some(column) => {
+            let field = input
+                .field_with_name(column)
+                .map_err(|_| err(format!("ordered_by column {column:?} is not in the source")))?;
+            if order_key(&arrow::array::new_empty_array(field.data_type())).is_err() {
+                return Err(err(format!(
+                    "ordered_by column {column:?} is {}; it must be a date, time stamp or integer",
+                    field.data_type()
+                )));
+            }
+            Some(Arc::new(SourceCheck {
+                check: OrderCheck {
+                    column: column.clone(),
+                },
+                in_file_order: in_file_order.clone(),
+                what: format!("source {name:?} ({path})"),
+                outcome: tokio::sync::OnceCell::new(),
+            }))
         }
-        let check = OrderCheck {
-            column: column.clone(),
-        };
-        check.run(in_file_order.clone()).await.map_err(err)?;
-    }
-    if let Some(index) = &source.row_index {
-        if input.field_with_name(index).is_ok() {
-            return Err(err(format!(
-                "row_index column {index:?} already exists in the source"
-            )));
+    };
+    let table: Arc<dyn TableProvider> = match &source.row_index {
+        Some(index) => {
+            if input.field_with_name(index).is_ok() {
+                return Err(err(format!(
+                    "row_index column {index:?} already exists in the source"
+                )));
+            }
+            let mut fields = vec![Field::new(index, DataType::Int64, false)];
+            fields.extend(input.fields().iter().map(|f| f.as_ref().clone()));
+            Arc::new(IndexedTable {
+                schema: Arc::new(Schema::new(fields)),
+                raw,
+                in_file_order,
+                check,
+            })
         }
-        let mut fields = vec![Field::new(index, DataType::Int64, false)];
-        fields.extend(input.fields().iter().map(|f| f.as_ref().clone()));
-        let table = IndexedTable {
-            schema: Arc::new(Schema::new(fields)),
+        None => Arc::new(CheckedTable {
             raw,
-            in_file_order,
-        };
-        ctx.register_table(name, Arc::new(table))
-            .map_err(|e| err(e.to_string()))?;
-    }
+            check: check.expect("a source without row_index here has ordered_by"),
+        }),
+    };
+    ctx.register_table(name, table)
+        .map_err(|e| err(e.to_string()))?;
     Ok(())
 }
 
@@ -206,6 +221,7 @@ async fn file_order_scan(
 }
 
 /// The `ordered_by` rule: values ascending in file order, no nulls.
+#[derive(Debug)]
 struct OrderCheck {
     column: String,
 }
@@ -280,6 +296,67 @@ impl OrderCheck {
     }
 }
 
+/// A source's `ordered_by` rule, checked on the first scan of the source in a session (by
+/// whichever group plans first; the others wait for the outcome), so a run whose groups do
+/// not read the source does not read it either.
+#[derive(Debug)]
+struct SourceCheck {
+    check: OrderCheck,
+    in_file_order: DataFrame,
+    /// `source "name" (path)`, for errors.
+    what: String,
+    outcome: tokio::sync::OnceCell<std::result::Result<(), String>>,
+}
+
+impl SourceCheck {
+    async fn ensure(&self) -> DfResult<()> {
+        let outcome = self
+            .outcome
+            .get_or_init(|| self.check.run(self.in_file_order.clone()))
+            .await;
+        outcome
+            .clone()
+            .map_err(|message| DataFusionError::Execution(format!("{}: {message}", self.what)))
+    }
+}
+
+/// A source with a declared order and no row index: the raw table (read in parallel, with
+/// its own projection and filter pushdown) once the order is checked.
+#[derive(Debug)]
+struct CheckedTable {
+    raw: Arc<dyn TableProvider>,
+    check: Arc<SourceCheck>,
+}
+
+#[async_trait]
+impl TableProvider for CheckedTable {
+    fn schema(&self) -> SchemaRef {
+        self.raw.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.raw.table_type()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        self.raw.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.check.ensure().await?;
+        self.raw.scan(state, projection, filters, limit).await
+    }
+}
+
 /// A source with a 0-based row index column (first) prepended in file order.
 #[derive(Debug)]
 struct IndexedTable {
@@ -288,6 +365,7 @@ struct IndexedTable {
     raw: Arc<dyn TableProvider>,
     /// The raw table read in file order.
     in_file_order: DataFrame,
+    check: Option<Arc<SourceCheck>>,
 }
 
 #[async_trait]
@@ -307,6 +385,9 @@ impl TableProvider for IndexedTable {
         _filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if let Some(check) = &self.check {
+            check.ensure().await?;
+        }
         let projection: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),

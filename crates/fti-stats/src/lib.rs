@@ -118,13 +118,16 @@ impl ColumnProfiler {
     }
 
     /// Adds a batch of numbers: its moments are computed on their own and merged (Chan et
-    /// al.), which keeps the per-value loop free of divisions.
+    /// al.), which keeps the per-value loop free of divisions. Sums are taken relative to the
+    /// batch's first finite value, so values near the float range do not overflow them.
     fn add_numbers(&mut self, values: &Float64Array) {
-        let (mut n, mut sum, mut min, mut max) = (0u64, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+        let (mut n, mut shifted, mut min, mut max) = (0u64, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+        let mut origin: Option<f64> = None;
         let mut visit = |v: f64| {
             if v.is_finite() {
+                let o = *origin.get_or_insert(v);
                 n += 1;
-                sum += v;
+                shifted += v - o;
                 min = min.min(v);
                 max = max.max(v);
                 self.reservoir.offer(v);
@@ -137,10 +140,10 @@ impl ColumnProfiler {
         } else {
             values.iter().flatten().for_each(visit);
         }
-        if n == 0 {
+        let Some(origin) = origin else {
             return;
-        }
-        let batch_mean = sum / n as f64;
+        };
+        let batch_mean = origin + shifted / n as f64;
         let squares = |v: f64| {
             if v.is_finite() {
                 (v - batch_mean) * (v - batch_mean)
@@ -154,9 +157,13 @@ impl ColumnProfiler {
             values.iter().flatten().map(squares).sum()
         };
         let total = self.count + n;
-        let delta = batch_mean - self.mean;
-        self.mean += delta * n as f64 / total as f64;
-        self.m2 += batch_m2 + delta * delta * self.count as f64 * n as f64 / total as f64;
+        if self.count == 0 {
+            (self.mean, self.m2) = (batch_mean, batch_m2);
+        } else {
+            let delta = batch_mean - self.mean;
+            self.mean += delta * (n as f64 / total as f64);
+            self.m2 += batch_m2 + delta * delta * (self.count as f64 / total as f64) * n as f64;
+        }
         self.count = total;
         self.min = self.min.min(min);
         self.max = self.max.max(max);
@@ -245,7 +252,7 @@ impl Reservoir {
     /// Moves `next` past the values skipped before the next one taken.
     fn skip(&mut self) {
         self.w *= (self.uniform().ln() / self.size as f64).exp();
-        let gap = (self.uniform().ln() / (1.0 - self.w).ln()).floor();
+        let gap = (self.uniform().ln() / (-self.w).ln_1p()).floor();
         self.next = self.seen + gap.min(u64::MAX as f64 / 2.0) as u64 + 1;
     }
 
@@ -557,6 +564,14 @@ mod tests {
             vec![("b".to_string(), 2), ("a".to_string(), 1)]
         );
         assert_eq!(s.null_count, 1);
+    }
+
+    /// Values near the float range keep a finite mean (the sums are relative).
+    #[test]
+    fn huge_values_keep_a_finite_mean() {
+        let s = profile(&[Some(1e308), Some(1e308), Some(1e308)]).stats;
+        assert_eq!(s.mean, Some(1e308));
+        assert_eq!(s.std, Some(0.0));
     }
 
     /// Moments merged batch by batch equal the direct computation over all values.

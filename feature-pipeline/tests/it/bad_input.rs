@@ -242,3 +242,47 @@ rule = "unique_key"
         assert!(f.tables().await.is_empty(), "{order:?}: nothing committed");
     }
 }
+
+/// The `ordered_by` rule is checked on the source a group reads: a run of groups that do not
+/// read an out-of-order source commits; a run of one that does fails naming it.
+#[tokio::test]
+async fn an_out_of_order_source_fails_only_the_groups_reading_it() {
+    let config = format!(
+        "{}{}",
+        WINDOW_CONFIG.replace(
+            "path = \"events.csv\"",
+            "path = \"events.csv\"\nordered_by = \"ts\""
+        ),
+        r#"
+[sources.other]
+format = "csv"
+path = "other.csv"
+columns = [
+  { name = "key", type = "string" },
+  { name = "ts", type = "timestamp[us]" },
+  { name = "value", type = "double" },
+]
+
+[groups.totals]
+entity_keys = ["key"]
+event_time = "last"
+sql = "SELECT key, MAX(ts) AS last, SUM(value) AS total FROM other GROUP BY key"
+"#
+    );
+    let backwards = events_csv(&[("a", 2, 1.0), ("a", 1, 2.0)]);
+    let f = Fixture::new(
+        &config,
+        &[("events.csv", &backwards), ("other.csv", &good_events())],
+    );
+    let mut job = f.job();
+    job.groups = vec!["totals".into()];
+    build_features(&f.store, &job).await.unwrap();
+    assert_eq!(f.tables().await, vec!["totals".to_string()]);
+
+    job.groups = vec!["trailing".into()];
+    let err = build_features(&f.store, &job).await.unwrap_err();
+    assert_eq!(err.exit(), Exit::BadInput, "{err}");
+    assert!(err.to_string().contains("events.csv"), "{err}");
+    assert!(err.to_string().contains("row 1"), "{err}");
+    assert_eq!(f.tables().await, vec!["totals".to_string()]);
+}

@@ -212,6 +212,25 @@ mod tests {
         arrow::compute::cast(&array, &DataType::Timestamp(unit, None)).unwrap()
     }
 
+    /// `sql` over table `t` (= `batch`) in a session without the rule, then with it: each
+    /// run's optimized plan and output.
+    async fn with_and_without_rule(batch: &RecordBatch, sql: &str) -> [(String, RecordBatch); 2] {
+        let mut runs = Vec::new();
+        for with_rule in [false, true] {
+            let ctx = SessionContext::new();
+            if with_rule {
+                ctx.add_optimizer_rule(Arc::new(DateCastRule));
+            }
+            ctx.register_batch("t", batch.clone()).unwrap();
+            let df = ctx.sql(sql).await.unwrap();
+            let plan = df.clone().into_optimized_plan().unwrap();
+            let batches = df.collect().await.unwrap();
+            let output = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+            runs.push((format!("{}", plan.display_indent()), output));
+        }
+        runs.try_into().unwrap()
+    }
+
     #[test]
     fn same_dates_as_the_arrow_cast_in_every_unit() {
         for unit in [
@@ -250,20 +269,13 @@ mod tests {
         let batch = RecordBatch::try_new(schema, vec![input]).unwrap();
         let sql = "SELECT CAST(ts AS DATE), CAST(ts AS DATE) AS d, ts AS raw FROM t \
                    WHERE CAST(ts AS DATE) >= DATE '1900-01-01' OR ts IS NULL ORDER BY raw";
-        let mut outputs = Vec::new();
-        for with_rule in [false, true] {
-            let ctx = SessionContext::new();
-            if with_rule {
-                ctx.add_optimizer_rule(Arc::new(DateCastRule));
-            }
-            ctx.register_batch("t", batch.clone()).unwrap();
-            let df = ctx.sql(sql).await.unwrap();
-            let plan = df.clone().into_optimized_plan().unwrap();
-            let plan = format!("{}", plan.display_indent());
-            assert_eq!(plan.contains("fti_timestamp_to_date"), with_rule, "{plan}");
-            let batches = df.collect().await.unwrap();
-            outputs.push(arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap());
-        }
+        let [(plain_plan, plain), (plan, rewritten)] = with_and_without_rule(&batch, sql).await;
+        assert!(
+            !plain_plan.contains("fti_timestamp_to_date"),
+            "{plain_plan}"
+        );
+        assert!(plan.contains("fti_timestamp_to_date"), "{plan}");
+        let outputs = [plain, rewritten];
         assert!(outputs[0].num_rows() > 1000);
         assert_eq!(outputs[0], outputs[1]);
     }
@@ -283,18 +295,11 @@ mod tests {
         let batch = RecordBatch::try_new(schema, vec![input]).unwrap();
         let sql = "SELECT d, COUNT(*) AS n FROM (SELECT CAST(ts AS DATE) AS d FROM t) AS x \
                    GROUP BY d ORDER BY d";
-        let mut outputs = Vec::new();
-        for with_rule in [false, true] {
-            let ctx = SessionContext::new();
-            if with_rule {
-                ctx.add_optimizer_rule(Arc::new(DateCastRule));
-            }
-            ctx.register_batch("t", batch.clone()).unwrap();
-            let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-            let out = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+        let [(_, plain), (_, rewritten)] = with_and_without_rule(&batch, sql).await;
+        for out in [&plain, &rewritten] {
             assert!(!out.schema().field(0).is_nullable());
-            outputs.push(out);
         }
+        let outputs = [plain, rewritten];
         assert_eq!(outputs[0], outputs[1]);
     }
 }

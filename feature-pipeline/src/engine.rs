@@ -96,18 +96,14 @@ async fn register_views(ctx: &SessionContext, repo: &LoadedRepo) -> Result<()> {
             match ctx.sql(&view.sql).await {
                 Ok(df) => {
                     let df = if view.cache {
-                        df.cache().await.map_err(|e| Error::Execution {
-                            group: format!("view {name}"),
-                            message: e.to_string(),
-                        })?
+                        df.cache()
+                            .await
+                            .map_err(Error::execution(&format!("view {name}")))?
                     } else {
                         df
                     };
                     ctx.register_table(name.as_str(), df.into_view())
-                        .map_err(|e| Error::Sql {
-                            group: format!("view {name}"),
-                            message: e.to_string(),
-                        })?;
+                        .map_err(Error::sql(&format!("view {name}")))?;
                 }
                 Err(e) => {
                     last_error = format!("view {name}: {e}");
@@ -148,14 +144,7 @@ pub async fn explain(
         ))
     })?;
     let ctx = session(repo, overrides, options).await?;
-    let sql_err = |e: datafusion::error::DataFusionError| Error::Sql {
-        group: group.to_string(),
-        message: e.to_string(),
-    };
-    let exec_err = |e: datafusion::error::DataFusionError| Error::Execution {
-        group: group.to_string(),
-        message: e.to_string(),
-    };
+    let (sql_err, exec_err) = (Error::sql(group), Error::execution(group));
     let df = ctx.sql(&config.sql).await.map_err(sql_err)?;
     let batches = df
         .explain(false, analyze)

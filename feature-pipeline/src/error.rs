@@ -1,5 +1,6 @@
 //! The feature pipeline's error type: each variant names the file, group, column or rule.
 
+use datafusion::error::DataFusionError;
 use fti_runtime::Exit;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -55,6 +56,22 @@ impl fti_runtime::ExitError for Error {
 }
 
 impl Error {
+    /// For `map_err`: the query engine rejected `group`'s SQL (or a view's).
+    pub fn sql(group: &str) -> impl Fn(DataFusionError) -> Error + Copy + '_ {
+        move |e| Error::Sql {
+            group: group.to_string(),
+            message: e.to_string(),
+        }
+    }
+
+    /// For `map_err`: running `group`'s query failed, on its data.
+    pub fn execution(group: &str) -> impl Fn(DataFusionError) -> Error + Copy + '_ {
+        move |e| Error::Execution {
+            group: group.to_string(),
+            message: e.to_string(),
+        }
+    }
+
     /// The exit code an orchestrator acts on.
     pub fn exit(&self) -> Exit {
         match self {

@@ -450,14 +450,7 @@ async fn compute_group(
     previous: Option<&storage::TableStatistics>,
     key: String,
 ) -> Result<Staged> {
-    let sql_err = |e: datafusion::error::DataFusionError| Error::Sql {
-        group: group.to_string(),
-        message: e.to_string(),
-    };
-    let exec_err = |e: datafusion::error::DataFusionError| Error::Execution {
-        group: group.to_string(),
-        message: e.to_string(),
-    };
+    let (sql_err, exec_err) = (Error::sql(group), Error::execution(group));
     let mut df = ctx.sql(&config.sql).await.map_err(sql_err)?;
     let output: Schema = df.schema().as_arrow().clone();
     let definition = definition_for(group, config, &output)?;

@@ -118,9 +118,7 @@ pub async fn register_source(
                 )));
             }
             Some(Arc::new(SourceCheck {
-                check: OrderCheck {
-                    column: column.clone(),
-                },
+                column: column.clone(),
                 in_file_order: in_file_order.clone(),
                 what: format!("source {name:?} ({path})"),
                 outcome: tokio::sync::OnceCell::new(),
@@ -220,21 +218,36 @@ async fn file_order_scan(
     single.table(table).await
 }
 
-/// The `ordered_by` rule: values ascending in file order, no nulls.
-#[derive(Debug)]
-struct OrderCheck {
-    column: String,
-}
-
 fn display(array: &ArrayRef, i: usize) -> String {
     arrow::util::display::array_value_to_string(array, i).unwrap_or_else(|_| "?".into())
 }
 
-impl OrderCheck {
+/// A source's `ordered_by` rule (values ascending in file order, no nulls), checked on the
+/// first scan of the source in a session (by whichever group plans first; the others wait for
+/// the outcome), so a run whose groups do not read the source does not read it either.
+#[derive(Debug)]
+struct SourceCheck {
+    column: String,
+    in_file_order: DataFrame,
+    /// `source "name" (path)`, for errors.
+    what: String,
+    outcome: tokio::sync::OnceCell<std::result::Result<(), String>>,
+}
+
+impl SourceCheck {
+    async fn ensure(&self) -> DfResult<()> {
+        let outcome = self.outcome.get_or_init(|| self.run()).await;
+        outcome
+            .clone()
+            .map_err(|message| DataFusionError::Execution(format!("{}: {message}", self.what)))
+    }
+
     /// Reads the column in file order; the first row that breaks the rule is the error.
-    async fn run(&self, in_file_order: DataFrame) -> std::result::Result<(), String> {
+    async fn run(&self) -> std::result::Result<(), String> {
         let text = |e: DataFusionError| e.to_string();
-        let mut stream = in_file_order
+        let mut stream = self
+            .in_file_order
+            .clone()
             .select_columns(&[self.column.as_str()])
             .map_err(text)?
             .execute_stream()
@@ -293,30 +306,6 @@ impl OrderCheck {
             *last = Some((keys.value(n - 1), display(values, n - 1)));
         }
         Ok(())
-    }
-}
-
-/// A source's `ordered_by` rule, checked on the first scan of the source in a session (by
-/// whichever group plans first; the others wait for the outcome), so a run whose groups do
-/// not read the source does not read it either.
-#[derive(Debug)]
-struct SourceCheck {
-    check: OrderCheck,
-    in_file_order: DataFrame,
-    /// `source "name" (path)`, for errors.
-    what: String,
-    outcome: tokio::sync::OnceCell<std::result::Result<(), String>>,
-}
-
-impl SourceCheck {
-    async fn ensure(&self) -> DfResult<()> {
-        let outcome = self
-            .outcome
-            .get_or_init(|| self.check.run(self.in_file_order.clone()))
-            .await;
-        outcome
-            .clone()
-            .map_err(|message| DataFusionError::Execution(format!("{}: {message}", self.what)))
     }
 }
 

@@ -57,7 +57,8 @@ pub async fn session(
         .map_err(|e| Error::Flag(format!("memory limit: {e}")))?;
     let ctx =
         SessionContext::new_with_config_rt(session_config(options.target_partitions), runtime);
-    ctx.add_optimizer_rule(Arc::new(crate::date_cast::DateCastRule));
+    ctx.add_optimizer_rule(Arc::new(crate::timestamp_parts::TimestampPartsRule));
+    ctx.add_optimizer_rule(Arc::new(crate::rows_window::RowsWindowRule));
     for (name, source) in &repo.repo.sources {
         let path = overrides
             .iter()

@@ -5,12 +5,13 @@
 //! ([`validate`]), and committed through the `storage` crate's layout ([`run`]).
 
 pub mod config;
-pub mod date_cast;
 pub mod engine;
 pub mod error;
 pub mod inspect;
+pub mod rows_window;
 pub mod run;
 pub mod source;
+pub mod timestamp_parts;
 pub mod validate;
 
 pub use config::LoadedRepo;

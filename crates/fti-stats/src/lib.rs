@@ -294,8 +294,10 @@ impl Reservoir {
             rest = tail;
         }
         // The value at 1-based position `p` is `values[p - first_seen - 1]`.
-        while let Some(&v) = usize::try_from(self.next - first_seen - 1)
-            .ok()
+        while let Some(&v) = self
+            .next
+            .checked_sub(first_seen + 1)
+            .and_then(|i| usize::try_from(i).ok())
             .and_then(|i| values.get(i))
         {
             self.seen = self.next;

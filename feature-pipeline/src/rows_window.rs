@@ -13,8 +13,10 @@
 //! ends) keeps DataFusion's evaluation. Results:
 //! - counts and integer sums are the same (integer sums wrap on overflow, as DataFusion's);
 //! - a float sum is the sum of the frame's rows in row order. DataFusion's running
-//!   add-and-retract carries rounding error from row to row along the partition, so a float
-//!   result may differ in its last bits, towards the frame's own sum;
+//!   add-and-retract carries its history along the partition: rounding error (last bits), a
+//!   NaN or infinity that stays in the sum after its row left the frame, small values lost
+//!   after a huge one leaves. A float result may therefore differ, always towards the frame's
+//!   own sum;
 //! - an empty or all-null frame gives NULL for `sum` and `avg` and 0 for `count`, as before;
 //! - output names, types and nullability are those of the expression replaced.
 

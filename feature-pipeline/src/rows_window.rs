@@ -29,7 +29,6 @@ use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, FieldRef, Float64Typ
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
 use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionParams};
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{
     Expr, ExprSchemable, LogicalPlan, PartitionEvaluator, Signature, Volatility, WindowFrame,
@@ -68,16 +67,7 @@ impl OptimizerRule for RowsWindowRule {
             return Ok(Transformed::no(plan));
         };
         let schema = Arc::clone(window.input.schema());
-        let names = NamePreserver::new(&plan);
-        plan.map_expressions(|expr| {
-            let name = names.save(&expr);
-            let rewritten = rewrite(expr, &schema)?;
-            Ok(if rewritten.transformed {
-                rewritten.update_data(|e| name.restore(e))
-            } else {
-                rewritten
-            })
-        })
+        crate::timestamp_parts::map_keeping_names(plan, |expr| rewrite(expr, &schema))
     }
 }
 

@@ -64,17 +64,34 @@ impl OptimizerRule for TimestampPartsRule {
         for input in inputs {
             schema.merge(input.schema());
         }
-        let names = NamePreserver::new(&plan);
-        plan.map_expressions(|expr| {
-            let name = names.save(&expr);
-            let rewritten = expr.transform_up(|e| rewrite(e, &schema))?;
-            Ok(if rewritten.transformed {
-                rewritten.update_data(|e| name.restore(e))
-            } else {
-                rewritten
-            })
-        })
+        map_keeping_names(plan, |expr| expr.transform_up(|e| rewrite(e, &schema)))
     }
+}
+
+/// Applies `rewrite` to each of `plan`'s expressions; a rewritten expression keeps the name
+/// (and so the output column) of the one it replaces. Shared by this crate's optimizer rules.
+pub(crate) fn map_keeping_names(
+    plan: LogicalPlan,
+    mut rewrite: impl FnMut(Expr) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    let names = NamePreserver::new(&plan);
+    plan.map_expressions(|expr| {
+        let name = names.save(&expr);
+        let rewritten = rewrite(expr)?;
+        Ok(if rewritten.transformed {
+            rewritten.update_data(|e| name.restore(e))
+        } else {
+            rewritten
+        })
+    })
+}
+
+/// A UDF's output field of `data_type`, nullable exactly when its first input is, as the
+/// cast or `date_part` it replaces: plans compare logical and physical schemas, nullability
+/// included.
+fn input_nullable_field(name: &str, data_type: DataType, args: &ReturnFieldArgs) -> FieldRef {
+    let nullable = args.arg_fields.first().is_none_or(|f| f.is_nullable());
+    Arc::new(Field::new(name, data_type, nullable))
 }
 
 fn rewrite(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
@@ -134,15 +151,8 @@ impl ScalarUDFImpl for TimestampToDate {
         Ok(DataType::Date32)
     }
 
-    /// Nullable exactly when the input is, as the cast it replaces: plans compare the
-    /// logical and physical schemas, nullability included.
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let nullable = args.arg_fields.first().is_none_or(|f| f.is_nullable());
-        Ok(Arc::new(Field::new(
-            self.name(),
-            DataType::Date32,
-            nullable,
-        )))
+        Ok(input_nullable_field(self.name(), DataType::Date32, &args))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -218,10 +228,8 @@ impl ScalarUDFImpl for TimestampPart {
         Ok(DataType::Int32)
     }
 
-    /// Nullable exactly when the input is, as `date_part` declares.
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        let nullable = args.arg_fields.first().is_none_or(|f| f.is_nullable());
-        Ok(Arc::new(Field::new(self.name(), DataType::Int32, nullable)))
+        Ok(input_nullable_field(self.name(), DataType::Int32, &args))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Schema};
 use arrow::row::{RowConverter, SortField};
 use serde_json::json;
@@ -97,45 +97,25 @@ impl Validator {
     }
 
     pub fn update(&mut self, batch: &RecordBatch) {
-        if let Some(converter) = &self.converter {
-            let columns: Vec<_> = self
+        if self.converter.is_some() && batch.num_rows() > 0 {
+            let columns: Vec<ArrayRef> = self
                 .key_columns
                 .iter()
                 .filter_map(|k| batch.column_by_name(k).cloned())
                 .collect();
-            let runs = self.run_converter.as_ref().and_then(|c| {
-                let columns: Vec<_> = self
-                    .sorted_by
-                    .iter()
-                    .filter_map(|k| batch.column_by_name(k).cloned())
-                    .collect();
-                c.convert_columns(&columns).ok()
-            });
-            if let Ok(rows) = converter.convert_columns(&columns) {
-                for (i, row) in rows.iter().enumerate() {
-                    if let Some(runs) = &runs {
-                        let new_run = match i {
-                            0 => self.run.as_deref() != Some(runs.row(0).as_ref()),
-                            _ => runs.row(i) != runs.row(i - 1),
-                        };
-                        if new_run {
-                            // A new run of the sorted columns: no earlier key can recur.
-                            self.seen.clear();
-                        }
+            let sorted: Vec<ArrayRef> = self
+                .sorted_by
+                .iter()
+                .filter_map(|k| batch.column_by_name(k).cloned())
+                .collect();
+            match arrow::compute::partition(&sorted) {
+                Ok(runs) if !sorted.is_empty() => {
+                    for run in runs.ranges() {
+                        self.check_run(&columns, &sorted, run, batch.num_rows());
                     }
-                    if !self.seen.insert(self.seen.hasher().hash_one(row.as_ref())) {
-                        self.duplicates += 1;
-                        if self.first_duplicate.is_none() {
-                            self.first_duplicate =
-                                Some(describe_row(&columns, &self.key_columns, i));
-                        }
-                    }
+                    self.run = self.encode_row(&sorted, batch.num_rows().saturating_sub(1));
                 }
-                if let Some(runs) = &runs
-                    && runs.num_rows() > 0
-                {
-                    self.run = Some(runs.row(runs.num_rows() - 1).as_ref().to_vec());
-                }
+                _ => self.check_rows(&columns, 0..batch.num_rows()),
             }
         }
         for (i, state) in &mut self.allowed {
@@ -159,6 +139,71 @@ impl Validator {
     }
 
     /// Judges every rule. `previous` is the statistics of the previous committed version.
+    /// Uniqueness within one run of equal sorted-by values (`rows` of the batch): equal keys
+    /// can only be in the same run, which may have begun in the previous batch.
+    fn check_run(
+        &mut self,
+        columns: &[ArrayRef],
+        sorted: &[ArrayRef],
+        rows: std::ops::Range<usize>,
+        batch_rows: usize,
+    ) {
+        let continues =
+            rows.start == 0 && self.run.is_some() && self.encode_row(sorted, 0) == self.run;
+        if !continues {
+            self.seen.clear();
+        }
+        if self.key_columns.iter().all(|k| self.sorted_by.contains(k)) {
+            // Sorted by the whole key: every row of a run after its first repeats it.
+            let first_repeat = rows.start + usize::from(!continues);
+            if first_repeat < rows.end {
+                self.count_duplicates((rows.end - first_repeat) as u64, columns, first_repeat);
+            }
+        } else if continues || rows.len() > 1 || rows.end == batch_rows {
+            // A run of one row that ends inside the batch cannot hold a duplicate; the last
+            // run's keys are kept for the next batch.
+            self.check_rows(columns, rows);
+        }
+    }
+
+    /// Remembers the keys of `rows`, counting those seen before.
+    fn check_rows(&mut self, columns: &[ArrayRef], rows: std::ops::Range<usize>) {
+        let Some(converter) = &self.converter else {
+            return;
+        };
+        let slice: Vec<ArrayRef> = columns
+            .iter()
+            .map(|c| c.slice(rows.start, rows.len()))
+            .collect();
+        let Ok(keys) = converter.convert_columns(&slice) else {
+            return;
+        };
+        let mut repeats = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            if !self.seen.insert(self.seen.hasher().hash_one(key.as_ref())) {
+                repeats.push(rows.start + i);
+            }
+        }
+        if let Some(&first) = repeats.first() {
+            self.count_duplicates(repeats.len() as u64, columns, first);
+        }
+    }
+
+    fn count_duplicates(&mut self, n: u64, columns: &[ArrayRef], first: usize) {
+        self.duplicates += n;
+        if self.first_duplicate.is_none() {
+            self.first_duplicate = Some(describe_row(columns, &self.key_columns, first));
+        }
+    }
+
+    /// Row `i` of the sorted-by columns in the row format, to compare runs across batches.
+    fn encode_row(&self, sorted: &[ArrayRef], i: usize) -> Option<Vec<u8>> {
+        let converter = self.run_converter.as_ref()?;
+        let row: Vec<ArrayRef> = sorted.iter().map(|c| c.slice(i, 1)).collect();
+        let rows = converter.convert_columns(&row).ok()?;
+        (rows.num_rows() == 1).then(|| rows.row(0).as_ref().to_vec())
+    }
+
     pub fn finish(
         self,
         schema: &Schema,
@@ -361,5 +406,93 @@ pub fn rule_name(kind: RuleKind) -> &'static str {
         RuleKind::UniqueKey => "unique_key",
         RuleKind::Finite => "finite",
         RuleKind::Drift => "drift",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int32Array, StringArray};
+    use arrow::datatypes::Field;
+
+    use super::*;
+
+    /// Duplicate counts and the first duplicate reported, whatever the batch boundaries and
+    /// the sort order the plan reports, equal those of a direct count over all rows.
+    #[test]
+    fn unique_key_counts_every_repeat_across_batches_and_orders() {
+        let config: GroupConfig = toml::from_str(
+            r#"
+entity_keys = ["k"]
+event_time = "day"
+sql = "unused"
+rules = [{ rule = "unique_key" }]
+"#,
+        )
+        .unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("day", DataType::Int32, true),
+        ]));
+        let mut state = 7u64;
+        let mut next = move |n: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % n
+        };
+        for case in 0..300 {
+            let rows = 1 + next(40) as usize;
+            let domain = 1 + next(12);
+            let mut keys: Vec<(String, Option<i32>)> = (0..rows)
+                .map(|_| {
+                    let k = format!("k{}", next(domain.min(4)));
+                    let day = (next(6) > 0).then(|| next(domain) as i32);
+                    (k, day)
+                })
+                .collect();
+            let sorted_by: Vec<String> = match case % 3 {
+                0 => vec![],
+                1 => {
+                    keys.sort_by(|a, b| a.0.cmp(&b.0));
+                    vec!["k".into()]
+                }
+                _ => {
+                    keys.sort();
+                    vec!["k".into(), "day".into()]
+                }
+            };
+            let mut seen = HashSet::new();
+            let repeats: Vec<_> = keys.iter().filter(|k| !seen.insert(*k)).collect();
+            let expected = repeats.len() as u64;
+            let first = repeats.first().map(|(k, day)| {
+                format!(
+                    "k={k}, day={}",
+                    day.map_or(String::new(), |d| d.to_string())
+                )
+            });
+            let mut validator = Validator::new("g", &config, &schema, &sorted_by);
+            let mut start = 0;
+            while start < rows {
+                let len = (next(8) as usize).min(rows - start);
+                let part = &keys[start..start + len];
+                let batch = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from_iter_values(part.iter().map(|k| &k.0))),
+                        Arc::new(Int32Array::from_iter(part.iter().map(|k| k.1))),
+                    ],
+                )
+                .unwrap();
+                validator.update(&batch);
+                start += len;
+            }
+            assert_eq!(
+                validator.duplicates, expected,
+                "case {case}: order {sorted_by:?}, keys {keys:?}"
+            );
+            assert_eq!(validator.first_duplicate, first, "case {case}");
+        }
     }
 }

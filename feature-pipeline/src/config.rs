@@ -72,8 +72,9 @@ pub struct ViewConfig {
     pub sql: String,
     #[serde(default)]
     pub description: String,
-    /// Compute the view once per run and keep it in memory, instead of recomputing it in every
-    /// group that reads it (faster when several groups share it; costs its size in memory).
+    /// Compute the view once per run, when a group first reads it, and keep it in memory for
+    /// the rest of the run, instead of recomputing it in every group that reads it (faster
+    /// when several groups share it; costs its size in memory, so best for small aggregates).
     #[serde(default)]
     pub cache: bool,
 }

@@ -2,9 +2,15 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 
 use crate::config::LoadedRepo;
 use crate::error::{Error, Result};
@@ -104,14 +110,11 @@ async fn register_views(ctx: &SessionContext, repo: &LoadedRepo) -> Result<()> {
         for (name, view) in pending.iter().copied() {
             match ctx.sql(&view.sql).await {
                 Ok(df) => {
-                    let df = if view.cache {
-                        df.cache()
-                            .await
-                            .map_err(Error::execution(&format!("view {name}")))?
-                    } else {
-                        df
+                    let table = match view.cache {
+                        true => Arc::new(CachedView::new(df)),
+                        false => df.into_view(),
                     };
-                    ctx.register_table(name.as_str(), df.into_view())
+                    ctx.register_table(name.as_str(), table)
                         .map_err(Error::sql(&format!("view {name}")))?;
                 }
                 Err(e) => {
@@ -129,6 +132,54 @@ async fn register_views(ctx: &SessionContext, repo: &LoadedRepo) -> Result<()> {
         pending = failed;
     }
     Ok(())
+}
+
+/// A view declared `cache = true`: computed when a plan first reads it (so a run of groups that
+/// do not read it never computes it) and then held in memory, shared by every group of the run.
+/// Groups planning at the same time wait for the one computation.
+#[derive(Debug)]
+struct CachedView {
+    view: DataFrame,
+    schema: SchemaRef,
+    cached: tokio::sync::OnceCell<Arc<dyn TableProvider>>,
+}
+
+impl CachedView {
+    fn new(view: DataFrame) -> Self {
+        let schema = Arc::new(view.schema().as_arrow().clone());
+        CachedView {
+            view,
+            schema,
+            cached: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for CachedView {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let table = self
+            .cached
+            .get_or_try_init(|| async {
+                Ok::<_, DataFusionError>(self.view.clone().cache().await?.into_view())
+            })
+            .await?;
+        table.scan(state, projection, filters, limit).await
+    }
 }
 
 /// A group's query plan as the engine runs it (`feature-pipeline explain`): the physical

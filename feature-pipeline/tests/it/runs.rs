@@ -342,3 +342,46 @@ async fn explain_shows_the_plan_and_writes_nothing() {
     assert_eq!(err.exit(), fti_runtime::Exit::Config);
     assert!(err.to_string().contains("trailing"), "{err}");
 }
+
+/// A `cache = true` view gives the rows its SQL gives uncached, and is computed only when a
+/// group of the run reads it: a cached view that fails when computed fails the groups that
+/// read it and no other.
+#[tokio::test]
+async fn cached_views_are_computed_on_first_use_with_the_same_rows() {
+    let events = events_csv(&leaky_events());
+    let plain = Fixture::new(WINDOW_CONFIG, &[("events.csv", &events)]);
+    build_features(&plain.store, &plain.job()).await.unwrap();
+    let expected = rows(&plain.store, "trailing", VersionSpec::Latest).await;
+
+    let config = format!(
+        "{}{}",
+        WINDOW_CONFIG.replace("[views.daily]\n", "[views.daily]\ncache = true\n"),
+        r#"
+[views.broken]
+cache = true
+sql = "SELECT key, CAST(value AS BIGINT) / (CAST(value AS BIGINT) - CAST(value AS BIGINT)) AS boom FROM events"
+
+[groups.boom]
+entity_keys = ["key"]
+event_time = "day"
+sql = "SELECT key, CAST('2024-01-01' AS DATE) AS day, MAX(boom) AS boom FROM broken GROUP BY key"
+"#
+    );
+    let f = Fixture::new(&config, &[("events.csv", &events)]);
+    let mut job = f.job();
+    job.groups = vec!["trailing".into()];
+    let summary = build_features(&f.store, &job).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Succeeded);
+    assert_eq!(
+        rows(&f.store, "trailing", VersionSpec::Latest).await,
+        expected
+    );
+
+    job.groups = vec!["boom".into()];
+    let err = build_features(&f.store, &job)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("zero"), "{err}");
+    assert_eq!(f.tables().await, vec!["trailing".to_string()]);
+}

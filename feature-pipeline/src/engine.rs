@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::{MemTable, Session, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -36,9 +37,9 @@ impl Default for EngineOptions {
     }
 }
 
-fn session_config(target_partitions: usize) -> SessionConfig {
+fn session_config(options: &EngineOptions) -> SessionConfig {
     let mut config = SessionConfig::new()
-        .with_target_partitions(target_partitions)
+        .with_target_partitions(options.target_partitions)
         .with_batch_size(64 * 1024);
     // Plain Utf8 strings, as declared in feature tables and read by every Parquet reader.
     config
@@ -46,14 +47,16 @@ fn session_config(target_partitions: usize) -> SessionConfig {
         .execution
         .parquet
         .schema_force_view_types = false;
-    // A source read in file order (a row index) is one stream; spreading its batches over
-    // the cores and merging them back in order cost more than the projection they share
-    // (flights labels: 0.2 CPU-s and 50 MiB of the 1.3 s group). Groups run side by side and
-    // file scans are split by byte range anyway, so both cores stay busy.
+    // When the groups running side by side already fill the cores, a one-partition stream (a
+    // source read in file order for its row index, a small or compressed file) is not spread
+    // over the cores round-robin: for an ordered one that is only to merge it back in order,
+    // which cost more than the work shared (flights labels: 0.2 CPU-s and 50 MiB of 1.3 s).
+    // File scans are still split by byte range and hash exchanges still parallelise joins and
+    // aggregations.
     config
         .options_mut()
         .optimizer
-        .enable_round_robin_repartition = false;
+        .enable_round_robin_repartition = options.target_partitions > options.concurrent_groups;
     config
 }
 
@@ -69,8 +72,7 @@ pub async fn session(
         .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit)))
         .build_arc()
         .map_err(|e| Error::Flag(format!("memory limit: {e}")))?;
-    let ctx =
-        SessionContext::new_with_config_rt(session_config(options.target_partitions), runtime);
+    let ctx = SessionContext::new_with_config_rt(session_config(options), runtime);
     ctx.add_optimizer_rule(Arc::new(crate::timestamp_parts::TimestampPartsRule));
     ctx.add_optimizer_rule(Arc::new(crate::rows_window::RowsWindowRule));
     for (name, source) in &repo.repo.sources {
@@ -111,7 +113,7 @@ async fn register_views(ctx: &SessionContext, repo: &LoadedRepo) -> Result<()> {
             match ctx.sql(&view.sql).await {
                 Ok(df) => {
                     let table = match view.cache {
-                        true => Arc::new(CachedView::new(df)),
+                        true => Arc::new(CachedView::new(name, df)),
                         false => df.into_view(),
                     };
                     ctx.register_table(name.as_str(), table)
@@ -136,22 +138,44 @@ async fn register_views(ctx: &SessionContext, repo: &LoadedRepo) -> Result<()> {
 
 /// A view declared `cache = true`: computed when a plan first reads it (so a run of groups that
 /// do not read it never computes it) and then held in memory, shared by every group of the run.
-/// Groups planning at the same time wait for the one computation.
+/// Groups planning at the same time wait for the one computation; its outcome, error included,
+/// is kept, so a failing view is computed once, not once per group.
 #[derive(Debug)]
 struct CachedView {
+    name: String,
     view: DataFrame,
+    /// The view's declared (logical) schema: the rows are held under it, so plans over the
+    /// view see the schema they were planned with.
     schema: SchemaRef,
-    cached: tokio::sync::OnceCell<Arc<dyn TableProvider>>,
+    cached: tokio::sync::OnceCell<std::result::Result<Arc<MemTable>, String>>,
 }
 
 impl CachedView {
-    fn new(view: DataFrame) -> Self {
+    fn new(name: &str, view: DataFrame) -> Self {
         let schema = Arc::new(view.schema().as_arrow().clone());
         CachedView {
+            name: name.to_string(),
             view,
             schema,
             cached: tokio::sync::OnceCell::new(),
         }
+    }
+
+    async fn compute(&self) -> DfResult<Arc<MemTable>> {
+        let partitions = self.view.clone().collect_partitioned().await?;
+        let partitions = partitions
+            .into_iter()
+            .map(|batches| {
+                batches
+                    .into_iter()
+                    .map(|b| RecordBatch::try_new(self.schema.clone(), b.columns().to_vec()))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Arc::new(MemTable::try_new(
+            self.schema.clone(),
+            partitions,
+        )?))
     }
 }
 
@@ -174,10 +198,14 @@ impl TableProvider for CachedView {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let table = self
             .cached
-            .get_or_try_init(|| async {
-                Ok::<_, DataFusionError>(self.view.clone().cache().await?.into_view())
+            .get_or_init(|| async {
+                self.compute()
+                    .await
+                    .map_err(|e| format!("view {}: {e}", self.name))
             })
-            .await?;
+            .await
+            .clone()
+            .map_err(DataFusionError::Execution)?;
         table.scan(state, projection, filters, limit).await
     }
 }

@@ -150,7 +150,7 @@ impl Validator {
     ) {
         let continues =
             rows.start == 0 && self.run.is_some() && self.encode_row(sorted, 0) == self.run;
-        if !continues {
+        if !continues && !self.seen.is_empty() {
             self.seen.clear();
         }
         if self.key_columns.iter().all(|k| self.sorted_by.contains(k)) {

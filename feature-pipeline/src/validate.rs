@@ -23,6 +23,8 @@ pub struct Validator {
     /// Key columns the input is sorted by (see [`Validator::new`]), their encoder, and the
     /// current run of their values.
     sorted_by: Vec<String>,
+    /// The sorted-by columns include every key column: equal keys are adjacent.
+    sorted_by_whole_key: bool,
     run_converter: Option<RowConverter>,
     run: Option<Vec<u8>>,
     /// Hashes of the (entity, event time) keys seen (in the current run when sorted).
@@ -81,11 +83,13 @@ impl Validator {
                 )
             })
             .collect();
+        let sorted_by_whole_key = key_columns.iter().all(|k| sorted_by.contains(k));
         Validator {
             group: group.to_string(),
             rules: config.rules.clone(),
             key_columns,
             converter,
+            sorted_by_whole_key,
             sorted_by,
             run_converter,
             run: None,
@@ -138,7 +142,6 @@ impl Validator {
         }
     }
 
-    /// Judges every rule. `previous` is the statistics of the previous committed version.
     /// Uniqueness within one run of equal sorted-by values (`rows` of the batch): equal keys
     /// can only be in the same run, which may have begun in the previous batch.
     fn check_run(
@@ -153,7 +156,7 @@ impl Validator {
         if !continues && !self.seen.is_empty() {
             self.seen.clear();
         }
-        if self.key_columns.iter().all(|k| self.sorted_by.contains(k)) {
+        if self.sorted_by_whole_key {
             // Sorted by the whole key: every row of a run after its first repeats it.
             let first_repeat = rows.start + usize::from(!continues);
             if first_repeat < rows.end {
@@ -204,6 +207,7 @@ impl Validator {
         (rows.num_rows() == 1).then(|| rows.row(0).as_ref().to_vec())
     }
 
+    /// Judges every rule. `previous` is the statistics of the previous committed version.
     pub fn finish(
         self,
         schema: &Schema,

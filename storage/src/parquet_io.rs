@@ -4,16 +4,18 @@
 //! and put in one request, or, for prediction files of unbounded size, uploaded in pieces as
 //! they are encoded; readers fetch a whole file, verify its checksum, then decode it
 //! batch by batch. Parquet is written with zstd and column statistics so any reader (DuckDB,
-//! Polars, pandas, Spark) can prune by them.
+//! Polars, pandas, Spark) can prune by them; the encodings follow the columns' order
+//! ([`writer_properties`]).
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 
@@ -24,8 +26,8 @@ pub const DICTIONARY_PAGE_BYTES: usize = 128 * 1024;
 /// Rows per batch when decoding.
 pub const READ_BATCH_ROWS: usize = 64 * 1024;
 
-/// The writer settings every Parquet file of the layout uses.
-pub fn writer_properties() -> WriterProperties {
+/// The writer settings every Parquet file of the layout starts from.
+fn base_properties() -> WriterPropertiesBuilder {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -35,38 +37,101 @@ pub fn writer_properties() -> WriterProperties {
         // dictionary costs a hash per value and, after zstd, gives larger files (flights
         // labels: 24.3 -> 19.2 MB, and 3% less CPU for the feature run, than the 1 MiB default).
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
-        .build()
 }
 
-/// An in-memory Parquet encoder for one file.
+/// The writer settings of a file whose first batch is `first`. Columns that arrive in order
+/// are written for what they are:
+/// - an integer, date or time stamp column in ascending order (a row number, an event time)
+///   is delta-encoded without a dictionary: its deltas pack into a few bits, where a
+///   dictionary hashes every value only to be dropped once it fills (flights labels:
+///   19.6 -> 14.7 MB, 15% less encoding time);
+/// - a string column keeps min/max statistics only when it is in ascending order (a sorted
+///   key, which readers prune on): an unordered one's range spans nearly every value in
+///   every row group, prunes nothing, and costs a string comparison per value (the other
+///   10% of the labels' encoding time).
+///
+/// The first batch stands for the file; a file that is not ordered after all is still
+/// valid and read the same, only less compact.
+fn writer_properties(first: &RecordBatch) -> WriterProperties {
+    let mut builder = base_properties();
+    for (field, column) in first.schema().fields().iter().zip(first.columns()) {
+        let path = || ColumnPath::from(field.name().as_str());
+        let delta_encodable = matches!(
+            field.data_type(),
+            DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::Date32
+                | DataType::Date64
+                | DataType::Timestamp(_, _)
+        );
+        if delta_encodable && ascending(column) {
+            builder = builder
+                .set_column_dictionary_enabled(path(), false)
+                .set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED);
+        } else if is_string(field.data_type()) && !ascending(column) {
+            builder = builder.set_column_statistics_enabled(path(), EnabledStatistics::None);
+        }
+    }
+    builder.build()
+}
+
+fn is_string(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+/// Whether `column` has no nulls and each value is at least the one before it.
+fn ascending(column: &ArrayRef) -> bool {
+    let n = column.len();
+    if column.null_count() > 0 || n < 2 {
+        return false;
+    }
+    match arrow::compute::kernels::cmp::lt(&column.slice(1, n - 1), &column.slice(0, n - 1)) {
+        Ok(descents) => descents.true_count() == 0,
+        Err(_) => false,
+    }
+}
+
+/// An in-memory Parquet encoder for one file. The Parquet writer is made at the first batch,
+/// whose order chooses the columns' encodings ([`writer_properties`]).
 pub struct ParquetEncoder {
-    writer: ArrowWriter<Vec<u8>>,
+    schema: SchemaRef,
+    writer: Option<ArrowWriter<Vec<u8>>>,
     rows: u64,
     what: String,
 }
 
 impl ParquetEncoder {
     pub fn new(schema: SchemaRef, what: impl Into<String>) -> Result<Self> {
-        let what = what.into();
-        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(writer_properties())).map_err(
-            |source| Error::Parquet {
-                path: what.clone(),
-                source,
-            },
-        )?;
         Ok(ParquetEncoder {
-            writer,
+            schema,
+            writer: None,
             rows: 0,
-            what,
+            what: what.into(),
         })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        self.rows += batch.num_rows() as u64;
-        self.writer.write(batch).map_err(|source| Error::Parquet {
+        let err = |source| Error::Parquet {
             path: self.what.clone(),
             source,
-        })
+        };
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => {
+                let properties = writer_properties(batch);
+                let writer =
+                    ArrowWriter::try_new(Vec::new(), self.schema.clone(), Some(properties))
+                        .map_err(err)?;
+                self.writer.insert(writer)
+            }
+        };
+        self.rows += batch.num_rows() as u64;
+        writer.write(batch).map_err(err)
     }
 
     pub fn rows(&self) -> u64 {
@@ -77,17 +142,26 @@ impl ParquetEncoder {
     /// offsets), so a large file can be uploaded while it is written: the concatenation of
     /// every `take_encoded` and the final [`ParquetEncoder::finish`] is the file.
     pub fn take_encoded(&mut self) -> Bytes {
-        Bytes::from(std::mem::take(self.writer.inner_mut()))
+        match &mut self.writer {
+            Some(writer) => Bytes::from(std::mem::take(writer.inner_mut())),
+            None => Bytes::new(),
+        }
     }
 
     /// Finishes the file and returns its bytes (those not taken yet).
     pub fn finish(self) -> Result<Bytes> {
-        // `into_inner` flushes the last row group and writes the footer.
-        let bytes = self.writer.into_inner().map_err(|source| Error::Parquet {
+        let err = |source| Error::Parquet {
             path: self.what.clone(),
             source,
-        })?;
-        Ok(Bytes::from(bytes))
+        };
+        let writer = match self.writer {
+            Some(writer) => writer,
+            // No rows: a file of the schema alone.
+            None => ArrowWriter::try_new(Vec::new(), self.schema, Some(base_properties().build()))
+                .map_err(err)?,
+        };
+        // `into_inner` flushes the last row group and writes the footer.
+        Ok(Bytes::from(writer.into_inner().map_err(err)?))
     }
 }
 
@@ -145,4 +219,120 @@ pub fn decode_all(
             path: what.to_string(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{Field, Schema, TimeUnit};
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+
+    fn batch(
+        ids: Vec<i64>,
+        times: Vec<i64>,
+        keys: Vec<&str>,
+        names: Vec<Option<&str>>,
+    ) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                false,
+            ),
+            Field::new("key", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(TimestampMicrosecondArray::from(times)),
+                Arc::new(StringArray::from(keys)),
+                Arc::new(StringArray::from(names)),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn files_read_back_the_rows_written_whatever_the_order_of_later_batches() {
+        // The first batch is in order (delta encoding, no statistics for `name`); the second
+        // is not, and has a null: the file must still hold exactly the rows.
+        let first = batch(
+            (0..1000).collect(),
+            (0..1000).map(|i| 1_000_000 * (i / 3)).collect(),
+            (0..1000).map(|i| if i < 500 { "a" } else { "b" }).collect(),
+            (0..1000).map(|i| Some(["x", "z", "y"][i % 3])).collect(),
+        );
+        let second = batch(
+            vec![5, -7, i64::MAX, i64::MIN, 0],
+            vec![9, 3, 3, i64::MIN, i64::MAX],
+            vec!["c", "a", "b", "", "zz"],
+            vec![None, Some("q"), Some(""), Some("é"), Some("a")],
+        );
+        let bytes = encode(first.schema(), &[first.clone(), second.clone()], "t").unwrap();
+        let read = decode_all(bytes, None, "t").unwrap();
+        let read = arrow::compute::concat_batches(&first.schema(), &read).unwrap();
+        let written = arrow::compute::concat_batches(&first.schema(), &[first, second]).unwrap();
+        assert_eq!(read, written);
+    }
+
+    #[test]
+    fn ordered_columns_are_delta_encoded_and_only_unordered_strings_lose_statistics() {
+        let rows = 5000;
+        let ordered = batch(
+            (0..rows).collect(),
+            (0..rows).map(|i| 60_000_000 * i).collect(),
+            (0..rows)
+                .map(|i| if i < rows / 2 { "ABQ" } else { "LAX" })
+                .collect(),
+            (0..rows)
+                .map(|i| Some(["SFO", "JFK", "ORD"][i as usize % 3]))
+                .collect(),
+        );
+        let bytes = encode(ordered.schema(), &[ordered], "t").unwrap();
+        let reader = SerializedFileReader::new(bytes).unwrap();
+        let row_group = reader.metadata().row_group(0);
+        let column = |name: &str| {
+            row_group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap()
+        };
+        for name in ["id", "time"] {
+            let encodings: Vec<_> = column(name).encodings().collect();
+            assert!(
+                encodings.contains(&Encoding::DELTA_BINARY_PACKED),
+                "{name}: {encodings:?}"
+            );
+            assert!(column(name).dictionary_page_offset().is_none(), "{name}");
+            assert!(
+                column(name).statistics().unwrap().min_bytes_opt().is_some(),
+                "{name}"
+            );
+        }
+        // The sorted string keeps min/max for readers to prune on; the unordered one has none.
+        let key = column("key").statistics().unwrap();
+        assert_eq!(key.min_bytes_opt(), Some(&b"ABQ"[..]));
+        assert_eq!(key.max_bytes_opt(), Some(&b"LAX"[..]));
+        assert!(column("name").statistics().is_none());
+    }
+
+    #[test]
+    fn an_encoder_without_rows_gives_a_file_of_the_schema() {
+        let schema = batch(vec![], vec![], vec![], vec![]).schema();
+        let bytes = ParquetEncoder::new(schema.clone(), "t")
+            .unwrap()
+            .finish()
+            .unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+        assert_eq!(reader.schema(), &schema);
+        assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
+    }
 }

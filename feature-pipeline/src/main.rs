@@ -52,12 +52,8 @@ enum Command {
         /// Compute and validate, print the summary, write nothing
         #[arg(long, env = "FTI_DRY_RUN")]
         dry_run: bool,
-        /// Memory the query engine may use before spilling, in MiB
-        #[arg(long, env = "FTI_MEMORY_LIMIT_MB", default_value_t = 1024)]
-        memory_limit_mb: usize,
-        /// Feature groups computed at the same time (1 = one after the other, least memory)
-        #[arg(long, env = "FTI_CONCURRENT_GROUPS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
-        concurrent_groups: u16,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Check a feature repository file without reading data
     Check {
@@ -79,6 +75,10 @@ enum Command {
         /// Run the query (writing nothing) and show each operator's rows and time
         #[arg(long)]
         analyze: bool,
+        /// The engine settings of the run being tuned (they change the plan: spills, and
+        /// round-robin repartitioning when fewer groups than cores run at once)
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// List the feature tables in the store
     List {
@@ -115,6 +115,27 @@ enum Command {
     },
 }
 
+/// Query engine settings, shared by `run` and `explain` so a plan is explained as it runs.
+#[derive(Debug, clap::Args)]
+struct EngineArgs {
+    /// Memory the query engine may use before spilling, in MiB
+    #[arg(long, env = "FTI_MEMORY_LIMIT_MB", default_value_t = 1024)]
+    memory_limit_mb: usize,
+    /// Feature groups computed at the same time (1 = one after the other, least memory)
+    #[arg(long, env = "FTI_CONCURRENT_GROUPS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrent_groups: u16,
+}
+
+impl EngineArgs {
+    fn options(&self) -> EngineOptions {
+        EngineOptions {
+            memory_limit: self.memory_limit_mb << 20,
+            concurrent_groups: usize::from(self.concurrent_groups),
+            ..EngineOptions::default()
+        }
+    }
+}
+
 fn parse_override(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(n, p)| (n.to_string(), p.to_string()))
@@ -137,8 +158,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
             run_id,
             sources,
             dry_run,
-            memory_limit_mb,
-            concurrent_groups,
+            engine,
         } => {
             let range = match (from, to) {
                 (Some(from), Some(to)) => {
@@ -157,11 +177,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
                 run_id,
                 dry_run,
                 overrides: sources,
-                engine: EngineOptions {
-                    memory_limit: memory_limit_mb << 20,
-                    concurrent_groups: usize::from(concurrent_groups),
-                    ..EngineOptions::default()
-                },
+                engine: engine.options(),
             };
             let store = Store::open(&store.store).await?;
             let summary = build_features(&store, &job).await?;
@@ -181,10 +197,11 @@ async fn run(command: Command) -> Result<Exit, Error> {
             group,
             sources,
             analyze,
+            engine,
         } => {
             let repo = LoadedRepo::load(&config)?;
             repo.repo.check(&config)?;
-            let options = EngineOptions::default();
+            let options = engine.options();
             print!(
                 "{}",
                 engine::explain(&repo, &group, &sources, &options, analyze).await?
@@ -225,5 +242,34 @@ async fn run(command: Command) -> Result<Exit, Error> {
             println!("{}", serde_json::to_value(&report).unwrap_or_default());
             Ok(Exit::Success)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `explain` plans under the engine flags `run` takes, so it shows the plan that runs.
+    #[test]
+    fn explain_takes_the_engine_flags_of_run() {
+        let args = ["feature-pipeline", "explain", "f.toml", "--group", "g"];
+        let extra = ["--memory-limit-mb", "64", "--concurrent-groups", "1"];
+        let cli = Cli::try_parse_from(args.iter().chain(&extra)).unwrap();
+        let Command::Explain { engine, .. } = cli.command else {
+            panic!("not explain");
+        };
+        let options = engine.options();
+        assert_eq!(options.memory_limit, 64 << 20);
+        assert_eq!(options.concurrent_groups, 1);
+        let run = ["feature-pipeline", "run", "f.toml", "--store", "s"];
+        let cli = Cli::try_parse_from(run.iter().chain(&extra)).unwrap();
+        let Command::Run {
+            engine: run_engine, ..
+        } = cli.command
+        else {
+            panic!("not run");
+        };
+        assert_eq!(run_engine.options().memory_limit, options.memory_limit);
+        assert_eq!(run_engine.options().concurrent_groups, 1);
     }
 }

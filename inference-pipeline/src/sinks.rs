@@ -46,7 +46,7 @@ impl Sinks {
                 None => encoder.insert(ParquetEncoder::new(
                     schema.clone(),
                     format!("predictions/{}", self.snapshot),
-                )?),
+                )),
             };
             encoder.write(batch)?;
             upload.write(encoder.take_encoded()).await?;
@@ -87,7 +87,7 @@ impl Sinks {
             if let Some((encoder, mut upload)) = parquet {
                 let encoder = match encoder {
                     Some(e) => e,
-                    None => ParquetEncoder::new(schema.clone(), format!("predictions/{snapshot}"))?,
+                    None => ParquetEncoder::new(schema.clone(), format!("predictions/{snapshot}")),
                 };
                 upload.write(encoder.finish()?).await?;
                 let stored = upload.finish().await?;

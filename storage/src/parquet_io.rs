@@ -8,7 +8,7 @@
 //! where they would prune nothing; ascending numbers are delta-encoded.
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
@@ -18,6 +18,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPrope
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
+use crate::types::is_temporal;
 
 /// Rows per Parquet row group.
 pub const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -56,32 +57,17 @@ fn writer_properties(schema: &SchemaRef, first: &RecordBatch) -> WriterPropertie
     let mut builder = base_properties();
     for (field, column) in schema.fields().iter().zip(first.columns()) {
         let path = || ColumnPath::from(field.name().as_str());
-        let delta_encodable = matches!(
-            field.data_type(),
-            DataType::Int8
-                | DataType::Int16
-                | DataType::Int32
-                | DataType::Int64
-                | DataType::Date32
-                | DataType::Date64
-                | DataType::Timestamp(_, _)
-        );
+        let data_type = field.data_type();
+        let delta_encodable = data_type.is_signed_integer() || is_temporal(data_type);
         if delta_encodable && column.null_count() == 0 && column.len() > 1 && !descends(column) {
             builder = builder
                 .set_column_dictionary_enabled(path(), false)
                 .set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED);
-        } else if is_string(field.data_type()) && descends(column) {
+        } else if data_type.is_string() && descends(column) {
             builder = builder.set_column_statistics_enabled(path(), EnabledStatistics::None);
         }
     }
     builder.build()
-}
-
-fn is_string(data_type: &DataType) -> bool {
-    matches!(
-        data_type,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    )
 }
 
 /// Whether some value of `column` is less than the one before it (pairs with a null are
@@ -105,13 +91,13 @@ pub struct ParquetEncoder {
 }
 
 impl ParquetEncoder {
-    pub fn new(schema: SchemaRef, what: impl Into<String>) -> Result<Self> {
-        Ok(ParquetEncoder {
+    pub fn new(schema: SchemaRef, what: impl Into<String>) -> Self {
+        ParquetEncoder {
             schema,
             writer: None,
             rows: 0,
             what: what.into(),
-        })
+        }
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -167,7 +153,7 @@ impl ParquetEncoder {
 
 /// Encodes `batches` as one Parquet file.
 pub fn encode(schema: SchemaRef, batches: &[RecordBatch], what: &str) -> Result<Bytes> {
-    let mut encoder = ParquetEncoder::new(schema, what)?;
+    let mut encoder = ParquetEncoder::new(schema, what);
     for batch in batches {
         encoder.write(batch)?;
     }
@@ -226,7 +212,7 @@ mod tests {
     use std::sync::Arc;
 
     use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
-    use arrow::datatypes::{Field, Schema, TimeUnit};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     use super::*;
@@ -343,7 +329,7 @@ mod tests {
         // An empty batch, then one row: too little to judge, so statistics stay on and
         // nothing is delta-encoded.
         let one = batch(vec![7], vec![7], vec!["b"], vec![Some("b")]);
-        let mut encoder = ParquetEncoder::new(one.schema(), "t").unwrap();
+        let mut encoder = ParquetEncoder::new(one.schema(), "t");
         encoder.write(&one.slice(0, 0)).unwrap();
         encoder.write(&one).unwrap();
         for (path, encodings, statistics) in first_row_group(encoder.finish().unwrap()) {
@@ -386,7 +372,7 @@ mod tests {
             vec!["k"; rows as usize],
             names.iter().map(|n| Some(n.as_str())).collect(),
         );
-        let mut encoder = ParquetEncoder::new(all.schema(), "t").unwrap();
+        let mut encoder = ParquetEncoder::new(all.schema(), "t");
         let mut file = encoder.take_encoded().to_vec();
         assert!(file.is_empty(), "nothing is encoded before the first batch");
         let mut pieces = 0;
@@ -408,10 +394,7 @@ mod tests {
     #[test]
     fn an_encoder_without_rows_gives_a_file_of_the_schema() {
         let schema = batch(vec![], vec![], vec![], vec![]).schema();
-        let bytes = ParquetEncoder::new(schema.clone(), "t")
-            .unwrap()
-            .finish()
-            .unwrap();
+        let bytes = ParquetEncoder::new(schema.clone(), "t").finish().unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
         assert_eq!(reader.schema(), &schema);
         assert_eq!(reader.metadata().file_metadata().num_rows(), 0);

@@ -277,7 +277,7 @@ impl TableWriter {
         self.range.1 = max_opt(self.range.1, hi);
         if self.encoder.is_none() {
             let what = format!("tables/{}/data/{}", self.table, self.upload_id);
-            self.encoder = Some(ParquetEncoder::new(self.schema.clone(), what)?);
+            self.encoder = Some(ParquetEncoder::new(self.schema.clone(), what));
         }
         let encoder = self.encoder.as_mut().expect("encoder was just created");
         encoder.write(&batch)?;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
 use serde::Deserialize;
 use storage::{Name, NameKind, Severity};
 
@@ -20,9 +21,10 @@ pub struct FeatureRepo {
     /// Named SQL views shared by groups (may use sources and other views).
     #[serde(default)]
     pub views: BTreeMap<String, ViewConfig>,
-    /// Feature groups, each committed as a versioned feature table.
+    /// Feature groups, each committed as a versioned feature table. Kept in declaration
+    /// order: a run starts them in that order, so the longest are best declared first.
     #[serde(default)]
-    pub groups: BTreeMap<String, GroupConfig>,
+    pub groups: IndexMap<String, GroupConfig>,
 }
 
 /// File format of a source.

@@ -132,8 +132,9 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
 
     let mut summaries = Vec::new();
     // Groups are independent (their own query, validation, statistics and staged files): they
-    // run as tasks, `concurrent_groups` at a time, and are taken back in declaration order.
-    let permits = Arc::new(Semaphore::new(job.engine.concurrent_groups.max(1)));
+    // run as tasks, `concurrent_groups` at a time, started in declaration order (a permit is
+    // taken before a task is spawned, so the runtime's task order does not reorder them) and
+    // taken back in that order.
     let mut tasks = Vec::new();
     let mut pending = Vec::new();
     for group in &selected {
@@ -173,19 +174,24 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
     // reads and checks ordered sources) is made only when a group has work to do.
     let ctx = match pending.is_empty() {
         true => None,
-        false => Some(engine::session(&job.repo, &job.overrides, &job.engine).await?),
+        false => {
+            Some(engine::session(&job.repo, &job.overrides, &job.engine, pending.len()).await?)
+        }
     };
+    let permits = Arc::new(Semaphore::new(job.engine.concurrent_groups.max(1)));
     for (group, config, previous, key) in pending {
         let ctx = ctx
             .clone()
             .expect("a session exists when a group is pending");
-        let (store, permits) = (store.clone(), permits.clone());
+        let store = store.clone();
         let (range, dry_run) = (job.range, job.dry_run);
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
         let task = async move {
-            let _permit = permits
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
+            let _permit = permit;
             let started = Instant::now();
             let mut staged = compute_group(
                 &store,

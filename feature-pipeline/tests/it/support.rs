@@ -97,7 +97,9 @@ impl Fixture {
             overrides: vec![],
             engine: EngineOptions {
                 memory_limit: 256 << 20,
-                target_partitions: 2,
+                // Two groups side by side get two partitions each: plans are parallel
+                // (partial and final aggregations, exchanges, merges) as on a larger machine.
+                cores: 4,
                 concurrent_groups: 2,
             },
         }

@@ -449,10 +449,16 @@ def main():
     args = parser.parse_args()
     cases = load(args.results)
     runs = max((len(c.runs) for c in select(cases, kind="stage")), default=0)
+    resumed = (
+        " (or, for the parts listed there as re-measured later, from that later sitting: its"
+        " ratios compare runs of the same sitting only)"
+        if args.env and (Path(args.env) / "reruns.txt").exists()
+        else ""
+    )
     md = f"""# FTI vs the Python peer: side-by-side benchmark
 
 Written by `bench/run.sh` (see [README.md](README.md)); every number below comes from one sitting on
-the machine described at the end. Each stage is a whole process timed under `/usr/bin/time -v`
+the machine described at the end{resumed}. Each stage is a whole process timed under `/usr/bin/time -v`
 (start-up, imports and I/O included), median of {runs} run(s) per case after waiting for a quiet
 machine; runs during which other processes used more than 0.25 cores were repeated. Ratios are
 **ours / peer**: below 1 means we are faster or smaller. "Fastest peer" is the peer variant with the

@@ -450,8 +450,9 @@ def main():
     cases = load(args.results)
     runs = max((len(c.runs) for c in select(cases, kind="stage")), default=0)
     resumed = (
-        " (or, for the parts listed there as re-measured later, from that later sitting: its"
-        " ratios compare runs of the same sitting only)"
+        " (or, for the parts listed there as re-measured later, from that later sitting and code:"
+        " the ours/peer ratios of those stages compare runs of that sitting; the start-up"
+        " subtracted in the scaling table comes from the first sitting)"
         if args.env and (Path(args.env) / "reruns.txt").exists()
         else ""
     )

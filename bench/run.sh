@@ -134,14 +134,17 @@ step "machine"
 if [ "$PARTS" = "$ALL_PARTS" ] || [ ! -s "$ENV_DIR/date_start.txt" ]; then
     date -u '+%Y-%m-%d %H:%M:%S UTC' > "$ENV_DIR/date_start.txt"
 else
-    echo "$(date -u '+%Y-%m-%d %H:%M:%S UTC'): re-measured $PARTS" >> "$ENV_DIR/reruns.txt"
+    echo "$(date -u '+%Y-%m-%d %H:%M:%S UTC'): re-measured $PARTS at $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')" >> "$ENV_DIR/reruns.txt"
 fi
 nproc > "$ENV_DIR/nproc.txt"
 free -g > "$ENV_DIR/free.txt"
 { grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; } > "$ENV_DIR/cpu_model.txt" || echo unknown > "$ENV_DIR/cpu_model.txt"
 uname -srm > "$ENV_DIR/uname.txt"
-{ git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "not a git checkout"; } > "$ENV_DIR/git.txt"
-if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]; then echo "(uncommitted changes)" >> "$ENV_DIR/git.txt"; fi
+# The code of the first sitting (a re-measured part names its own in reruns.txt).
+if [ "$PARTS" = "$ALL_PARTS" ] || [ ! -s "$ENV_DIR/git.txt" ]; then
+    { git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "not a git checkout"; } > "$ENV_DIR/git.txt"
+    if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]; then echo "(uncommitted changes)" >> "$ENV_DIR/git.txt"; fi
+fi
 { rustc --version 2>/dev/null || echo "rustc not found"; cargo --version 2>/dev/null || true; echo "release profile, default features"; } > "$ENV_DIR/rust.txt"
 cat > "$ENV_DIR/settings.txt" <<EOF
 runs per case: $RUNS; start-up runs: $STARTUP_RUNS

@@ -437,3 +437,24 @@ pub fn parse_sql(sql: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::FeatureRepo;
+
+    /// Groups keep the order of the file (a run starts them in it), not name order.
+    #[test]
+    fn groups_keep_declaration_order() {
+        let text = ["zeta", "alpha", "mid"]
+            .iter()
+            .map(|g| {
+                format!(
+                    "[groups.{g}]\nentity_keys = [\"k\"]\nevent_time = \"t\"\nsql = \"SELECT 1\"\n"
+                )
+            })
+            .collect::<String>();
+        let repo: FeatureRepo = toml::from_str(&text).unwrap();
+        let order: Vec<&str> = repo.groups.keys().map(String::as_str).collect();
+        assert_eq!(order, ["zeta", "alpha", "mid"]);
+    }
+}

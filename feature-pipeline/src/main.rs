@@ -75,8 +75,8 @@ enum Command {
         /// Run the query (writing nothing) and show each operator's rows and time
         #[arg(long)]
         analyze: bool,
-        /// The engine settings of the run being tuned (they change the plan: spills, and
-        /// round-robin repartitioning when fewer groups than cores run at once)
+        /// The engine settings of the run being tuned (they change the plan: spills, the
+        /// partitions per query, round-robin repartitioning when more cores than groups at once)
         #[command(flatten)]
         engine: EngineArgs,
     },

@@ -117,7 +117,9 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
     let run_id = match &job.run_id {
         Some(id) => id.clone(),
         None => {
-            let keys: Vec<String> = selected.iter().map(|g| group_key(g)).collect();
+            // Sorted, so the id does not depend on the order groups are declared or run in.
+            let mut keys: Vec<String> = selected.iter().map(|g| group_key(g)).collect();
+            keys.sort();
             let hash = fti_runtime::hash_parts(keys.iter().map(|k| k.as_bytes()));
             format!("features-{}", &hash[..16])
         }
@@ -376,7 +378,15 @@ fn select_groups(job: &FeatureJob) -> Result<Vec<String>> {
             )));
         }
     }
-    Ok(job.groups.clone())
+    // Declaration order, each group once, whatever the order of the flags.
+    Ok(job
+        .repo
+        .repo
+        .groups
+        .keys()
+        .filter(|g| job.groups.contains(g))
+        .cloned()
+        .collect())
 }
 
 /// Identifies a source's content cheaply: size and modification time (and ETag in object

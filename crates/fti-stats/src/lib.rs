@@ -428,8 +428,8 @@ impl Categories {
     }
 
     /// [`Self::add_strings`] for a view array: a string of up to 12 bytes is inline in its
-    /// 16-byte view (length, then the bytes), so its packed key is the view shifted, with no
-    /// load from a data buffer.
+    /// 16-byte view (length, then the bytes; read as a little-endian `u128`, as arrow-rs
+    /// does), so its packed key is the view shifted, with no load from a data buffer.
     fn add_string_views(&mut self, array: &StringViewArray) -> bool {
         let views = array.views();
         (0..array.len()).filter(|&i| array.is_valid(i)).all(|i| {

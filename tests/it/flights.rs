@@ -31,12 +31,13 @@ fn flights_demo_features_match_a_direct_recomputation() {
         .iter()
         .map(|g| g["group"].as_str().unwrap())
         .collect();
+    // Every group of the config, in declaration order (the order a run starts them in).
     assert_eq!(
         groups,
         [
-            "destination_7d",
             "labels",
             "origin_7d",
+            "destination_7d",
             "route_28d",
             "route_context"
         ]

@@ -810,9 +810,9 @@ mod tests {
         }
     }
 
-    /// Strings packed from the value buffer count as the same categories as strings packed
-    /// byte by byte: every length around the 15-byte limit, values at the buffer's end (too
-    /// close to it for a 16-byte load), nulls, and a sliced array.
+    /// Strings packed from the value buffer or from their views count as the same categories
+    /// as strings packed byte by byte: every length around the 12- and 15-byte limits, values
+    /// at the buffer's end (too close to it for a 16-byte load), nulls, and sliced arrays.
     #[test]
     fn strings_packed_from_the_buffer_count_like_byte_by_byte() {
         let words: Vec<String> = (0..40)
@@ -831,30 +831,25 @@ mod tests {
             .flat_map(|(i, w)| [Some(w.as_str()), (i % 3 == 0).then_some("ab")])
             .chain([Some("short"), Some("a"), Some("")])
             .collect();
+        // Sorted counts after `add` fills a fresh `Categories`.
+        let counts = |add: &dyn Fn(&mut Categories) -> bool| {
+            let mut categories = Categories::default();
+            assert!(add(&mut categories));
+            let mut counts = categories.into_counts();
+            counts.sort();
+            counts
+        };
         let views = StringViewArray::from(values.clone());
         let sliced_views = views.slice(3, views.len() - 3);
         for array in [views, sliced_views] {
-            let mut fast = Categories::default();
-            assert!(fast.add_string_views(&array));
-            let mut slow = Categories::default();
-            assert!(slow.add_strings(array.iter()));
-            let (mut fast, mut slow) = (fast.into_counts(), slow.into_counts());
-            fast.sort();
-            slow.sort();
-            assert_eq!(fast, slow);
+            let fast = counts(&|c| c.add_string_views(&array));
+            assert_eq!(fast, counts(&|c| c.add_strings(array.iter())));
         }
         let array = StringArray::from(values.clone());
         let sliced = array.slice(3, array.len() - 3);
         for array in [array, sliced] {
-            let mut fast = Categories::default();
-            assert!(fast.add_string_array(&array));
-            let mut slow = Categories::default();
-            assert!(slow.add_strings(array.iter()));
-            let mut fast = fast.into_counts();
-            let mut slow = slow.into_counts();
-            fast.sort();
-            slow.sort();
-            assert_eq!(fast, slow);
+            let fast = counts(&|c| c.add_string_array(&array));
+            assert_eq!(fast, counts(&|c| c.add_strings(array.iter())));
             assert_eq!(
                 fast.iter().map(|c| c.1).sum::<u64>(),
                 array.len() as u64 - array.null_count() as u64

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::Utc;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
@@ -483,10 +483,11 @@ async fn compute_group(
             .map_err(exec_err)?;
     }
     let plan = df.create_physical_plan().await.map_err(exec_err)?;
+    let batches = batch_schema(&target, &plan.schema());
     let sorted_by = leading_columns(plan.as_ref());
     tracing::debug!(group, sorted_by = ?sorted_by, "output ordering");
     let mut stream = execute_stream(plan, ctx.task_ctx()).map_err(exec_err)?;
-    let mut validator = Validator::new(group, config, &target, &sorted_by);
+    let mut validator = Validator::new(group, config, &batches, &sorted_by);
     let mut profiler = fti_stats::TableProfiler::new(&target);
     let mut writer = (!dry_run)
         .then(|| TableWriter::new(store, &definition))
@@ -495,7 +496,7 @@ async fn compute_group(
     let mut rows = 0u64;
     let mut last_log = Instant::now();
     while let Some(batch) = stream.next().await {
-        let batch = conform(group, &batch.map_err(exec_err)?, &target)?;
+        let batch = conform(group, &batch.map_err(exec_err)?, &batches)?;
         rows += batch.num_rows() as u64;
         if let Some(writer) = &mut writer {
             writer.send(batch.clone()).await?;
@@ -713,7 +714,27 @@ fn plain(t: &DataType) -> DataType {
     }
 }
 
-/// Reorders and casts a query batch to the table schema.
+/// The schema of the batches handed to validation, statistics and the writer: the table's
+/// columns, in its order, with its types, except that a string column keeps the query's
+/// string encoding. The engine hands out `Utf8View`, which every consumer reads as is and the
+/// Parquet writer writes as the declared strings: casting 3M-row columns to `Utf8` only copied
+/// their bytes.
+fn batch_schema(target: &SchemaRef, output: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = target
+        .fields()
+        .iter()
+        .map(|field| match output.field_with_name(field.name()) {
+            Ok(out) if is_string(field.data_type()) && is_string(out.data_type()) => field
+                .as_ref()
+                .clone()
+                .with_data_type(out.data_type().clone()),
+            _ => field.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, target.metadata().clone()))
+}
+
+/// Reorders and casts a query batch to the schema of [`batch_schema`].
 fn conform(group: &str, batch: &RecordBatch, target: &SchemaRef) -> Result<RecordBatch> {
     let err = |message: String| Error::Execution {
         group: group.to_string(),

@@ -422,8 +422,9 @@ mod tests {
 
     use super::*;
 
-    /// Duplicate counts and the first duplicate reported, whatever the batch boundaries and
-    /// the sort order the plan reports, equal those of a direct count over all rows.
+    /// Duplicate counts and the first duplicate reported, whatever the batch boundaries, the
+    /// sort order the plan reports and the string encoding of the key, equal those of a direct
+    /// count over all rows.
     #[test]
     fn unique_key_counts_every_repeat_across_batches_and_orders() {
         let config: GroupConfig = toml::from_str(
@@ -435,10 +436,6 @@ rules = [{ rule = "unique_key" }]
 "#,
         )
         .unwrap();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Utf8, false),
-            Field::new("day", DataType::Int32, true),
-        ]));
         let mut state = 7u64;
         let mut next = move |n: u64| {
             state = state
@@ -467,6 +464,12 @@ rules = [{ rule = "unique_key" }]
                     vec!["k".into(), "day".into()]
                 }
             };
+            // Every pairing of the three orders with the two encodings (case % 6).
+            let strings = [DataType::Utf8, DataType::Utf8View][case % 2].clone();
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("k", strings.clone(), false),
+                Field::new("day", DataType::Int32, true),
+            ]));
             let mut seen = HashSet::new();
             let repeats: Vec<_> = keys.iter().filter(|k| !seen.insert(*k)).collect();
             let expected = repeats.len() as u64;
@@ -484,7 +487,11 @@ rules = [{ rule = "unique_key" }]
                 let batch = RecordBatch::try_new(
                     schema.clone(),
                     vec![
-                        Arc::new(StringArray::from_iter_values(part.iter().map(|k| &k.0))),
+                        arrow::compute::cast(
+                            &StringArray::from_iter_values(part.iter().map(|k| &k.0)),
+                            &strings,
+                        )
+                        .unwrap(),
                         Arc::new(Int32Array::from_iter(part.iter().map(|k| k.1))),
                     ],
                 )

@@ -40,9 +40,17 @@ fn base_properties() -> WriterPropertiesBuilder {
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
 }
 
+/// A fixed-width column whose values come in runs at least this long on average is written
+/// plain: zstd folds the repeats, where a dictionary would hash every value first.
+pub const PLAIN_RUN_ROWS: usize = 64;
+
 /// The writer settings of a file of `schema` whose first batch is `first`. Columns are
 /// written for the order they arrive in:
-/// - a signed integer, date or time stamp column in ascending order, without nulls (a row
+/// - a number, date or time stamp column whose values come in runs of [`PLAIN_RUN_ROWS`] or
+///   more on average (a day, an hour of day, a constant) is written plain, without a
+///   dictionary (flights labels: the hour, day of week and date columns encode in half the
+///   time, to files of the same size);
+/// - otherwise, a signed integer, date or time stamp column in ascending order, without nulls (a row
 ///   number, an event time), is delta-encoded without a dictionary: its deltas pack into a
 ///   few bits, where a dictionary hashes every value only to be dropped once it fills
 ///   (flights labels: 19.6 -> 14.7 MB, 15% less encoding time);
@@ -58,8 +66,15 @@ fn writer_properties(schema: &SchemaRef, first: &RecordBatch) -> WriterPropertie
     for (field, column) in schema.fields().iter().zip(first.columns()) {
         let path = || ColumnPath::from(field.name().as_str());
         let data_type = field.data_type();
+        let fixed_width = data_type.is_numeric() || is_temporal(data_type);
         let delta_encodable = data_type.is_signed_integer() || is_temporal(data_type);
-        if delta_encodable && column.null_count() == 0 && column.len() > 1 && !descends(column) {
+        if fixed_width && in_long_runs(column) {
+            builder = builder.set_column_dictionary_enabled(path(), false);
+        } else if delta_encodable
+            && column.null_count() == 0
+            && column.len() > 1
+            && !descends(column)
+        {
             builder = builder
                 .set_column_dictionary_enabled(path(), false)
                 .set_column_encoding(path(), Encoding::DELTA_BINARY_PACKED);
@@ -68,6 +83,14 @@ fn writer_properties(schema: &SchemaRef, first: &RecordBatch) -> WriterPropertie
         }
     }
     builder.build()
+}
+
+/// Whether the values of `column` come in runs of equal values (nulls equal to each other) of
+/// at least [`PLAIN_RUN_ROWS`] on average.
+fn in_long_runs(column: &ArrayRef) -> bool {
+    column.len() >= PLAIN_RUN_ROWS
+        && arrow::compute::partition(std::slice::from_ref(column))
+            .is_ok_and(|runs| runs.len() * PLAIN_RUN_ROWS <= column.len())
 }
 
 /// Whether some value of `column` is less than the one before it (pairs with a null are
@@ -308,6 +331,41 @@ mod tests {
         assert_eq!(key.min_bytes_opt(), Some(&b"ABQ"[..]));
         assert_eq!(key.max_bytes_opt(), Some(&b"LAX"[..]));
         assert!(column("name").statistics().is_none());
+    }
+
+    #[test]
+    fn columns_in_long_runs_are_written_plain_and_read_back() {
+        // `id` repeats in runs of exactly PLAIN_RUN_ROWS (descending between them), `time`
+        // ascends in runs one row shorter: only `id` is plain, `time` stays delta-encoded.
+        let rows = 20 * PLAIN_RUN_ROWS as i64;
+        let runs = batch(
+            (0..rows).map(|i| -(i / PLAIN_RUN_ROWS as i64)).collect(),
+            (0..rows).map(|i| i / (PLAIN_RUN_ROWS as i64 - 1)).collect(),
+            (0..rows).map(|_| "ABQ").collect(),
+            (0..rows).map(|_| None).collect(),
+        );
+        let bytes = encode(runs.schema(), std::slice::from_ref(&runs), "t").unwrap();
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let row_group = reader.metadata().row_group(0);
+        let column = |name: &str| {
+            row_group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap()
+                .clone()
+        };
+        let id = column("id");
+        assert!(id.dictionary_page_offset().is_none());
+        assert!(id.encodings().all(|e| e != Encoding::DELTA_BINARY_PACKED));
+        assert!(id.statistics().unwrap().min_bytes_opt().is_some());
+        let time: Vec<_> = column("time").encodings().collect();
+        assert!(time.contains(&Encoding::DELTA_BINARY_PACKED), "{time:?}");
+        let read = decode_all(bytes, None, "t").unwrap();
+        assert_eq!(
+            arrow::compute::concat_batches(&runs.schema(), &read).unwrap(),
+            runs
+        );
     }
 
     /// Encodings and statistics of each column chunk of the file's first row group.

@@ -265,7 +265,9 @@ impl TableWriter {
         &self.schema
     }
 
-    /// Adds rows. The batch must have the declared columns, in order, with the declared types.
+    /// Adds rows. The batch must have the declared columns, in order, with the declared types,
+    /// except that a `string` column may come in any Arrow string encoding (`Utf8`,
+    /// `LargeUtf8`, `Utf8View`): it is written as the same Parquet strings, with no copy.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -300,8 +302,13 @@ impl TableWriter {
                 field_names(&self.schema)
             )));
         }
+        let mut same_types = true;
         for (want, got) in self.schema.fields().iter().zip(actual.fields()) {
-            if want.name() != got.name() || want.data_type() != got.data_type() {
+            let (want_type, got_type) = (want.data_type(), got.data_type());
+            same_types &= want_type == got_type;
+            if want.name() != got.name()
+                || (want_type != got_type && !(want_type.is_string() && got_type.is_string()))
+            {
                 return Err(mismatch(format!(
                     "column {:?} of type {} where the definition declares {:?} of type {}",
                     got.name(),
@@ -320,6 +327,11 @@ impl TableWriter {
                     )));
                 }
             }
+        }
+        if !same_types {
+            // The encoder writes under the declared schema; an Arrow batch cannot carry it
+            // over string views.
+            return Ok(batch.clone());
         }
         RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec()).map_err(|source| {
             Error::Arrow {

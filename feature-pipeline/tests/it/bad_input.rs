@@ -188,7 +188,8 @@ fn unknown_keys_are_config_errors_with_a_location() {
 
 /// Duplicate (entity, event time) rows fail `unique_key` whatever order the query returns
 /// them in: unsorted, sorted by the entity only (duplicates not adjacent: the rule then keeps
-/// only the current entity's keys), or sorted by the whole key (duplicates adjacent).
+/// only the current entity's keys), or sorted by the whole key (duplicates adjacent); and
+/// whether the key comes out of the engine as `Utf8` or as string views.
 #[tokio::test]
 async fn duplicate_keys_fail_unique_key_in_any_output_order() {
     // Key a has two rows on 2024-01-01 (one at 12:00, one at 18:00), between other days.
@@ -198,12 +199,15 @@ async fn duplicate_keys_fail_unique_key_in_any_output_order() {
                a,2024-01-02T12:00:00,3.0\n\
                a,2024-01-01T18:00:00,4.0\n\
                b,2024-01-02T12:00:00,5.0\n";
-    for order in [
+    let orders = [
         "",
         "ORDER BY key",
         "ORDER BY key, day",
         "ORDER BY key DESC, day DESC",
-    ] {
+    ];
+    // `CAST(.. AS VARCHAR)` gives `Utf8View` in DataFusion.
+    let keys = ["key", "CAST(key AS VARCHAR)"];
+    for (order, key) in orders.iter().flat_map(|o| keys.map(|k| (*o, k))) {
         let config = format!(
             r#"
 [sources.events]
@@ -218,7 +222,7 @@ columns = [
 [groups.daily]
 entity_keys = ["key"]
 event_time = "day"
-sql = "SELECT key, CAST(ts AS DATE) AS day, value FROM events {order}"
+sql = "SELECT {key} AS key, CAST(ts AS DATE) AS day, value FROM events {order}"
 
 [groups.daily.columns]
 key = {{ type = "string" }}
@@ -231,7 +235,11 @@ rule = "unique_key"
         );
         let f = Fixture::new(&config, &[("events.csv", csv)]);
         let summary = build_features(&f.store, &f.job()).await.unwrap();
-        assert_eq!(summary.status, storage::RunStatus::Rejected, "{order:?}");
+        assert_eq!(
+            summary.status,
+            storage::RunStatus::Rejected,
+            "{order:?} {key}"
+        );
         let failures = summary.groups[0].failures.join("\n");
         assert!(
             failures.contains("unique_key")

@@ -29,6 +29,7 @@ crate::conformance_suite!(
     snapshots_publish_and_roll_back,
     vacuum_removes_only_uncommitted_files,
     run_records_round_trip,
+    string_columns_accept_every_string_encoding,
 );
 
 pub fn name(kind: NameKind, s: &str) -> Name {
@@ -585,4 +586,45 @@ async fn run_records_round_trip(t: TestStore) {
         [storage::RunStatus::Failed, storage::RunStatus::Succeeded]
     );
     assert_eq!(store.run_ids(&pipeline).await.unwrap(), vec![run_id]);
+}
+
+/// A `string` column may arrive as `Utf8`, `LargeUtf8` or `Utf8View` (query engines hand out
+/// views): each writes the same file, byte for byte; a column of another type is refused.
+async fn string_columns_accept_every_string_encoding(t: TestStore) {
+    let store = t.handle().await;
+    let def = definition("t");
+    let data = batch(&[
+        ("a", 1, 1.0),
+        ("a much longer key than twelve bytes", 2, 2.0),
+    ]);
+    let with_key = |key: arrow::array::ArrayRef| {
+        let mut fields: Vec<Field> = data
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[0] = Field::new("key", key.data_type().clone(), false);
+        let mut columns = data.columns().to_vec();
+        columns[0] = key;
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+    };
+    let mut sha256 = Vec::new();
+    for to in [DataType::Utf8, DataType::LargeUtf8, DataType::Utf8View] {
+        let key = arrow::compute::cast(data.column(0), &to).unwrap();
+        let mut writer = TableWriter::new(&store, &def).unwrap();
+        writer.write(&with_key(key)).await.unwrap();
+        let files = writer.finish().await.unwrap();
+        sha256.push(files[0].file.sha256.clone());
+    }
+    assert_eq!(sha256[0], sha256[1], "LargeUtf8 writes the Utf8 file");
+    assert_eq!(sha256[0], sha256[2], "Utf8View writes the Utf8 file");
+
+    let numbers = Arc::new(arrow::array::Int64Array::from(vec![1, 2])) as arrow::array::ArrayRef;
+    let mut writer = TableWriter::new(&store, &def).unwrap();
+    let err = writer.write(&with_key(numbers)).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::SchemaMismatch { reason, .. } if reason.contains("\"key\"")),
+        "{err}"
+    );
 }

@@ -9,9 +9,13 @@
 //! Rewritten: `sum`, `avg` and `count` of one argument, without `FILTER` or `DISTINCT`, over a
 //! `ROWS` frame whose two ends are fixed offsets from the row and at most [`MAX_FRAME_ROWS`]
 //! apart; `sum` and `avg` of `Int64`, `UInt64` or `Float64` (what DataFusion's type coercion
-//! leaves for integer and float columns). Anything else (decimals, `RANGE` frames, unbounded
-//! ends) keeps DataFusion's evaluation. Results:
+//! leaves for integer and float columns), and `avg` of `Decimal128` (the flights airport
+//! windows: four 7-row averages over 42k rows in each of two groups, about 5% of the run's
+//! CPU through DataFusion's accumulator). Anything else (decimal sums, `RANGE` frames,
+//! unbounded ends) keeps DataFusion's evaluation. Results:
 //! - counts and integer sums are the same (integer sums wrap on overflow, as DataFusion's);
+//! - a decimal average is the same: DataFusion's exact sum, scaled to the result's scale and
+//!   divided by the count, truncating; a result beyond its precision is the same error;
 //! - a float sum is the sum of the frame's rows in row order. DataFusion's running
 //!   add-and-retract carries its history along the partition: rounding error (last bits), a
 //!   NaN or infinity that stays in the sum after its row left the frame, small values lost
@@ -25,10 +29,13 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, ArrowNativeTypeOp, AsArray, PrimitiveArray};
 use arrow::datatypes::UInt64Type;
-use arrow::datatypes::{ArrowPrimitiveType, DataType, Field, FieldRef, Float64Type, Int64Type};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Decimal128Type, Decimal256Type, DecimalType, Field, FieldRef,
+    Float64Type, Int64Type, i256,
+};
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result, ScalarValue, exec_err};
-use datafusion::logical_expr::expr::{WindowFunction, WindowFunctionParams};
+use datafusion::logical_expr::expr::{Alias, WindowFunction, WindowFunctionParams};
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
 use datafusion::logical_expr::{
     Expr, ExprSchemable, LogicalPlan, PartitionEvaluator, Signature, Volatility, WindowFrame,
@@ -72,6 +79,24 @@ impl OptimizerRule for RowsWindowRule {
 }
 
 fn rewrite(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
+    // The optimizer may have named a window expression with an alias (a simplified argument
+    // keeps the original name): the window inside is rewritten, the alias kept.
+    if let Expr::Alias(alias) = expr {
+        let Alias {
+            expr: inner,
+            relation,
+            name,
+            metadata,
+        } = alias;
+        return Ok(rewrite(*inner, schema)?.update_data(|inner| {
+            Expr::Alias(Alias {
+                expr: Box::new(inner),
+                relation,
+                name,
+                metadata,
+            })
+        }));
+    }
     let Some(kind) = framed_kind(&expr, schema) else {
         return Ok(Transformed::no(expr));
     };
@@ -124,9 +149,15 @@ fn framed_kind(expr: &Expr, schema: &DFSchema) -> Option<Kind> {
         arg_type,
         DataType::Int64 | DataType::UInt64 | DataType::Float64
     );
+    let averageable = match (&arg_type, expr.get_type(schema).ok()?) {
+        (DataType::Float64, _) => true,
+        // DataFusion scales the average up (`Decimal128(p, s)` -> `(p + 4, s + 4)`, capped).
+        (DataType::Decimal128(_, scale), DataType::Decimal128(_, result)) => result >= *scale,
+        _ => false,
+    };
     match udaf.name() {
         "sum" if summable => Some(Kind::Sum),
-        "avg" if arg_type == DataType::Float64 => Some(Kind::Avg),
+        "avg" if averageable => Some(Kind::Avg),
         // Types whose physical nulls are not their logical ones keep DataFusion's count.
         "count"
             if !matches!(
@@ -256,6 +287,14 @@ impl PartitionEvaluator for FrameEvaluator {
                 .map_or(0, |n| range.clone().filter(|&i| n.is_null(i)).count());
             return Ok(ScalarValue::Int64(Some((range.len() - nulls) as i64)));
         }
+        if let DataType::Decimal128(_, scale) = column.data_type() {
+            return decimal_avg(
+                column.as_primitive::<Decimal128Type>(),
+                range,
+                *scale,
+                &self.data_type,
+            );
+        }
         let summed = match column.data_type() {
             DataType::Int64 => frame_sum(column.as_primitive::<Int64Type>(), range)
                 .map(|(sum, n)| (ScalarValue::Int64(Some(sum)), sum as f64, n)),
@@ -273,6 +312,48 @@ impl PartitionEvaluator for FrameEvaluator {
             }
             Some((sum, ..)) => sum,
         })
+    }
+}
+
+/// DataFusion's `avg` of a `Decimal128` column over the non-null rows of `range`, into
+/// `result` (a `Decimal128`): their sum, exact in 256 bits (DataFusion sums a
+/// `Decimal128(38, _)` in `Decimal256`, and a narrower one in 128 bits that a frame cannot
+/// overflow), times 10^(result scale - input scale), divided by their number truncating
+/// toward zero; an average beyond the result's precision is an error, as in DataFusion.
+fn decimal_avg(
+    array: &PrimitiveArray<Decimal128Type>,
+    range: &Range<usize>,
+    scale: i8,
+    result: &DataType,
+) -> Result<ScalarValue> {
+    let &DataType::Decimal128(precision, result_scale) = result else {
+        return exec_err!("a framed decimal average gives {result}");
+    };
+    let (sum, count) = range
+        .clone()
+        .filter(|&i| array.is_valid(i))
+        .fold((i256::ZERO, 0i128), |(sum, n), i| {
+            (sum.wrapping_add(i256::from_i128(array.value(i))), n + 1)
+        });
+    if count == 0 {
+        return Ok(ScalarValue::Decimal128(None, precision, result_scale));
+    }
+    let average = u32::try_from(result_scale - scale)
+        .ok()
+        .and_then(|up| i256::from_i128(10).checked_pow(up))
+        .and_then(|multiplier| sum.checked_mul(multiplier))
+        .map(|scaled| scaled.wrapping_div(i256::from_i128(count)))
+        .filter(|&average| {
+            Decimal256Type::validate_decimal_precision(average, precision, result_scale).is_ok()
+        })
+        .and_then(i256::to_i128);
+    match average {
+        Some(average) => Ok(ScalarValue::Decimal128(
+            Some(average),
+            precision,
+            result_scale,
+        )),
+        None => exec_err!("Arithmetic Overflow in AvgAccumulator"),
     }
 }
 
@@ -302,7 +383,7 @@ fn frame_sum<T: ArrowPrimitiveType>(
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::{Float64Array, Int64Array, RecordBatch, UInt64Array};
+    use arrow::array::{Decimal128Array, Float64Array, Int64Array, RecordBatch, UInt64Array};
     use arrow::datatypes::Schema;
     use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -332,6 +413,8 @@ mod tests {
             Field::new("i", DataType::Int64, true),
             Field::new("u", DataType::UInt64, false),
             Field::new("f", DataType::Float64, true),
+            Field::new("d", DataType::Decimal128(38, 18), true),
+            Field::new("e", DataType::Decimal128(10, 2), false),
         ]));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
@@ -345,6 +428,21 @@ mod tests {
             Arc::new(Float64Array::from_iter(rows.iter().enumerate().map(
                 |(i, r)| (!nth(i)).then_some((r.2 % 1_000_003) as f64 / 7.0 - 5e4),
             ))),
+            // Up to +-1000 with 18 decimals, and up to +-1000 with 2.
+            Arc::new(
+                Decimal128Array::from_iter(rows.iter().enumerate().map(|(i, r)| {
+                    (!nth(i)).then_some(i128::from(r.2) % (2 * 10i128.pow(21)) - 10i128.pow(21))
+                }))
+                .with_precision_and_scale(38, 18)
+                .unwrap(),
+            ),
+            Arc::new(
+                Decimal128Array::from_iter_values(
+                    rows.iter().map(|r| i128::from(r.2 % 200_001) - 100_000),
+                )
+                .with_precision_and_scale(10, 2)
+                .unwrap(),
+            ),
         ];
         RecordBatch::try_new(schema, columns).unwrap()
     }
@@ -383,13 +481,18 @@ mod tests {
             let sql = format!(
                 "SELECT k, o, SUM(i) OVER w, SUM(u) OVER w AS su, SUM(f) OVER w AS sf, \
                         AVG(i) OVER w AS ai, AVG(f) OVER w AS af, AVG(u) OVER w AS au, \
-                        COUNT(i) OVER w AS ci, COUNT(*) OVER w AS n \
+                        COUNT(i) OVER w AS ci, COUNT(*) OVER w AS n, \
+                        AVG(d) OVER w AS ad, AVG(e) OVER w AS ae \
                  FROM t WINDOW w AS (PARTITION BY k ORDER BY o {frame}) ORDER BY k, o"
             );
             let [(plain_plan, plain), (plan, rewritten)] = with_and_without_rule(&sql).await;
             assert!(!plain_plan.contains("fti_framed"), "{plain_plan}");
-            for name in ["fti_framed_sum", "fti_framed_avg", "fti_framed_count"] {
+            for name in ["fti_framed_sum", "fti_framed_count"] {
                 assert!(plan.contains(name), "{frame}: {plan}");
+            }
+            for column in ["f", "d", "e"] {
+                let avg = format!("fti_framed_avg(t.{column})");
+                assert!(plan.contains(&avg), "{frame}: {avg}: {plan}");
             }
             assert_eq!(plain.schema(), rewritten.schema(), "{frame}");
             assert_eq!(plain.num_rows(), 163);
@@ -409,6 +512,31 @@ mod tests {
                     assert_eq!(a, b, "{frame}: {}", field.name());
                 }
             }
+        }
+    }
+
+    /// A decimal average beyond its result's precision fails with the rule as without it.
+    #[tokio::test]
+    async fn decimal_average_overflow_is_an_error_as_without_the_rule() {
+        // Up to 96 * 9e33, scaled up by 10^4 for the result's scale: past 38 digits.
+        let sql = "SELECT AVG(CAST(CAST(u AS DECIMAL(38, 0)) * CAST(9e33 AS DECIMAL(38, 0)) \
+                                   AS DECIMAL(38, 0))) \
+                   OVER (PARTITION BY k ORDER BY o ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) \
+                   FROM t WHERE u > 0";
+        for with_rule in [false, true] {
+            let ctx = SessionContext::new();
+            if with_rule {
+                ctx.add_optimizer_rule(Arc::new(RowsWindowRule));
+            }
+            ctx.register_batch("t", table()).unwrap();
+            let df = ctx.sql(sql).await.unwrap();
+            let plan = format!(
+                "{}",
+                df.clone().into_optimized_plan().unwrap().display_indent()
+            );
+            assert_eq!(plan.contains("fti_framed_avg"), with_rule, "{plan}");
+            let err = df.collect().await.unwrap_err().to_string();
+            assert!(err.contains("Overflow"), "with rule {with_rule}: {err}");
         }
     }
 

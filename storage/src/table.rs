@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
 use arrow::compute::kernels::{cmp, numeric};
-use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Date32Type, Date64Type, Field, Int64Type, Schema, SchemaRef,
+    TimeUnit, TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType,
+};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -175,46 +179,99 @@ pub fn check_definition(definition: &TableDefinition) -> Result<SchemaRef> {
     Ok(schema)
 }
 
-/// Converts a date or timestamp array to microseconds since the epoch (the raw instant; a
-/// time zone, if any, is not applied).
-pub fn to_micros(array: &ArrayRef) -> Result<Int64Array> {
-    let arrow_err = |source| Error::Arrow {
-        path: "event time".into(),
-        source,
+/// How a date or time-stamp type's stored integers become microseconds (times a factor, then
+/// divided by a divisor, truncating toward zero), and how to find their smallest and largest
+/// without converting every value.
+struct MicrosScale {
+    factor: i64,
+    divisor: i64,
+    stored_range: fn(&ArrayRef) -> Option<(i64, i64)>,
+}
+
+fn micros_scale(data_type: &DataType) -> Result<MicrosScale> {
+    let scale = |factor, divisor, stored_range| MicrosScale {
+        factor,
+        divisor,
+        stored_range,
     };
-    let (raw, factor, divisor): (ArrayRef, i64, i64) = match array.data_type() {
-        DataType::Timestamp(unit, _) => {
-            let raw = arrow::compute::cast(array, &DataType::Int64).map_err(arrow_err)?;
-            match unit {
-                TimeUnit::Second => (raw, 1_000_000, 1),
-                TimeUnit::Millisecond => (raw, 1_000, 1),
-                TimeUnit::Microsecond => (raw, 1, 1),
-                TimeUnit::Nanosecond => (raw, 1, 1_000),
-            }
+    Ok(match data_type {
+        DataType::Timestamp(TimeUnit::Second, _) => {
+            scale(1_000_000, 1, stored_range::<TimestampSecondType>)
         }
-        DataType::Date32 => {
-            let raw = arrow::compute::cast(array, &DataType::Int64).map_err(arrow_err)?;
-            (raw, 86_400_000_000, 1)
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            scale(1_000, 1, stored_range::<TimestampMillisecondType>)
         }
-        DataType::Date64 => {
-            let raw = arrow::compute::cast(array, &DataType::Int64).map_err(arrow_err)?;
-            (raw, 1_000, 1)
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            scale(1, 1, stored_range::<TimestampMicrosecondType>)
         }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            scale(1, 1_000, stored_range::<TimestampNanosecondType>)
+        }
+        DataType::Date32 => scale(86_400_000_000, 1, stored_range::<Date32Type>),
+        DataType::Date64 => scale(1_000, 1, stored_range::<Date64Type>),
         other => {
             return Err(Error::InvalidArgument {
                 what: "event time column".into(),
                 reason: format!("type {} is not a date or timestamp", type_name(other)),
             });
         }
-    };
-    let mut out = raw;
+    })
+}
+
+/// The smallest and largest stored integer of `array` (`None` when all are null).
+fn stored_range<T: ArrowPrimitiveType>(array: &ArrayRef) -> Option<(i64, i64)>
+where
+    T::Native: Into<i64>,
+{
+    let values = array.as_primitive::<T>();
+    Some((
+        arrow::compute::min(values)?.into(),
+        arrow::compute::max(values)?.into(),
+    ))
+}
+
+fn event_time_err(source: arrow::error::ArrowError) -> Error {
+    Error::Arrow {
+        path: "event time".into(),
+        source,
+    }
+}
+
+/// Converts a date or timestamp array to microseconds since the epoch (the raw instant; a
+/// time zone, if any, is not applied).
+pub fn to_micros(array: &ArrayRef) -> Result<Int64Array> {
+    let MicrosScale {
+        factor, divisor, ..
+    } = micros_scale(array.data_type())?;
+    let mut out = arrow::compute::cast(array, &DataType::Int64).map_err(event_time_err)?;
     if factor != 1 {
-        out = numeric::mul(&out, &Int64Array::new_scalar(factor)).map_err(arrow_err)?;
+        out = numeric::mul(&out, &Int64Array::new_scalar(factor)).map_err(event_time_err)?;
     }
     if divisor != 1 {
-        out = numeric::div(&out, &Int64Array::new_scalar(divisor)).map_err(arrow_err)?;
+        out = numeric::div(&out, &Int64Array::new_scalar(divisor)).map_err(event_time_err)?;
     }
     Ok(out.as_primitive::<Int64Type>().clone())
+}
+
+/// The smallest and largest value of a date or timestamp array in microseconds, as
+/// [`to_micros`] would give them (`None` when every value is null), including its overflow
+/// error. The conversion is monotonic, so it is applied to the two ends only.
+pub fn micros_range(array: &ArrayRef) -> Result<Option<(i64, i64)>> {
+    let scale = micros_scale(array.data_type())?;
+    let Some((lo, hi)) = (scale.stored_range)(array) else {
+        return Ok(None);
+    };
+    let micros = |v: i64| {
+        v.checked_mul(scale.factor)
+            .map(|v| v / scale.divisor)
+            .ok_or_else(|| {
+                event_time_err(arrow::error::ArrowError::ArithmeticOverflow(format!(
+                    "Overflow happened on: {v:?} * {:?}",
+                    scale.factor
+                )))
+            })
+    };
+    Ok(Some((micros(lo)?, micros(hi)?)))
 }
 
 /// Writes the data files of one commit; nothing is visible until [`Store::commit_table`].
@@ -273,10 +330,10 @@ impl TableWriter {
             return Ok(());
         }
         let batch = self.conform(batch)?;
-        let micros = to_micros(batch.column(self.event_time))?;
-        let (lo, hi) = (arrow::compute::min(&micros), arrow::compute::max(&micros));
-        self.range.0 = min_opt(self.range.0, lo);
-        self.range.1 = max_opt(self.range.1, hi);
+        if let Some((lo, hi)) = micros_range(batch.column(self.event_time))? {
+            self.range.0 = min_opt(self.range.0, Some(lo));
+            self.range.1 = max_opt(self.range.1, Some(hi));
+        }
         if self.encoder.is_none() {
             let what = format!("tables/{}/data/{}", self.table, self.upload_id);
             self.encoder = Some(ParquetEncoder::new(self.schema.clone(), what));
@@ -713,5 +770,60 @@ fn snapshot_of(table: &Name, history: &[TableCommit]) -> TableSnapshot {
         version: commit.version,
         commit,
         files,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        Date32Array, Date64Array, TimestampMicrosecondArray, TimestampMillisecondArray,
+        TimestampNanosecondArray, TimestampSecondArray,
+    };
+
+    use super::*;
+
+    /// The range found on the stored integers is the range of the converted values, for
+    /// every date and time-stamp type, with nulls, negative values, all-null arrays, and the
+    /// overflow error `to_micros` gives.
+    #[test]
+    fn micros_range_is_the_range_of_to_micros() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for case in 0..200 {
+            let len = (next() % 20) as usize;
+            // Magnitudes from 1 to 1e9: the days of a Date32 overflow microseconds past ~1e8.
+            let span = 10i64.pow(case % 10);
+            let values: Vec<Option<i64>> = (0..len)
+                .map(|_| (next() % 4 != 0).then(|| (next() % (2 * span as u64 + 1)) as i64 - span))
+                .collect();
+            let small = || values.iter().map(|v| v.map(|v| v as i32));
+            let arrays: Vec<ArrayRef> = vec![
+                Arc::new(Date32Array::from_iter(small())),
+                Arc::new(Date64Array::from(values.clone())),
+                Arc::new(TimestampSecondArray::from(values.clone())),
+                Arc::new(TimestampMillisecondArray::from(values.clone())),
+                Arc::new(TimestampMicrosecondArray::from(values.clone())),
+                Arc::new(TimestampNanosecondArray::from(values.clone())),
+            ];
+            for array in arrays {
+                let expected = to_micros(&array)
+                    .map(|m| arrow::compute::min(&m).zip(arrow::compute::max(&m)))
+                    .ok();
+                let range = micros_range(&array).ok();
+                assert_eq!(range, expected, "case {case}: {:?}", array.data_type());
+            }
+        }
+        let huge: ArrayRef = Arc::new(TimestampSecondArray::from(vec![0, i64::MAX / 1000]));
+        assert!(to_micros(&huge).is_err());
+        assert!(micros_range(&huge).is_err());
+        let text: ArrayRef = Arc::new(arrow::array::StringArray::from(vec!["2024-01-01"]));
+        assert!(micros_range(&text).is_err());
     }
 }

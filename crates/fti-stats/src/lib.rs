@@ -97,14 +97,10 @@ impl ColumnProfiler {
                 self.add_numbers(values.as_primitive::<Float64Type>());
             }
             Kind::Temporal => {
-                if let Ok(micros) = storage::table::to_micros(array) {
-                    self.count += (micros.len() - micros.null_count()) as u64;
-                    if let Some(min) = arrow::compute::min(&micros) {
-                        self.min = self.min.min(min as f64);
-                    }
-                    if let Some(max) = arrow::compute::max(&micros) {
-                        self.max = self.max.max(max as f64);
-                    }
+                self.count += (array.len() - array.null_count()) as u64;
+                if let Ok(Some((min, max))) = storage::table::micros_range(array) {
+                    self.min = self.min.min(min as f64);
+                    self.max = self.max.max(max as f64);
                 }
             }
             Kind::Categorical => {

@@ -16,8 +16,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray};
-use arrow::datatypes::{DataType, Date32Type, Field, FieldRef, Int32Type, Int64Type, TimeUnit};
+use arrow::array::{ArrayRef, AsArray, Date32Array, Int32Array, Int64Array};
+use arrow::datatypes::{DataType, Field, FieldRef, Int64Type, TimeUnit};
 use arrow::error::ArrowError;
 use chrono::NaiveDate;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -264,14 +264,26 @@ fn day_range() -> (i64, i64) {
     )
 }
 
-/// Ticks of `unit` in a day.
-fn ticks_per_day(unit: &TimeUnit) -> i64 {
-    match unit {
-        TimeUnit::Second => 86_400,
-        TimeUnit::Millisecond => 86_400_000,
-        TimeUnit::Microsecond => 86_400_000_000,
-        TimeUnit::Nanosecond => 86_400_000_000_000,
-    }
+/// Calls `$f::<TICKS_PER_DAY>($args)` for the ticks of `$unit` in a day: a constant, so the
+/// divisions by it in the per-value loops compile to multiplications.
+macro_rules! with_ticks_per_day {
+    ($unit:expr, $f:ident($($arg:expr),*)) => {
+        match $unit {
+            TimeUnit::Second => $f::<86_400>($($arg),*),
+            TimeUnit::Millisecond => $f::<86_400_000>($($arg),*),
+            TimeUnit::Microsecond => $f::<86_400_000_000>($($arg),*),
+            TimeUnit::Nanosecond => $f::<86_400_000_000_000>($($arg),*),
+        }
+    };
+}
+
+/// Whether every day of the time stamps `raw` (ticks, `PER_DAY` a day) is in chrono's range:
+/// days grow with ticks, so the smallest and largest tick decide.
+fn days_in_range<const PER_DAY: i64>(raw: &Int64Array) -> bool {
+    let (first, last) = day_range();
+    let in_range =
+        |tick: Option<i64>| tick.is_none_or(|t| (first..=last).contains(&t.div_euclid(PER_DAY)));
+    in_range(arrow::compute::min(raw)) && in_range(arrow::compute::max(raw))
 }
 
 /// `CAST(array AS DATE)` for a zone-less time stamp array, in integer arithmetic.
@@ -279,22 +291,26 @@ pub fn to_date(array: &ArrayRef) -> Result<ArrayRef> {
     let DataType::Timestamp(unit, None) = array.data_type() else {
         return Ok(arrow::compute::cast(array, &DataType::Date32)?);
     };
-    let per_day = ticks_per_day(unit);
-    let (first, last) = day_range();
     let raw = arrow::compute::cast(array, &DataType::Int64)?;
-    let dates = raw
-        .as_primitive::<Int64Type>()
-        .try_unary::<_, Date32Type, _>(|x| {
-            let day = x.div_euclid(per_day);
-            if (first..=last).contains(&day) {
-                Ok(day as i32)
-            } else {
-                Err(ArrowError::CastError(format!(
-                    "cannot cast time stamp {x} ({unit:?}) to a date: outside the supported range"
-                )))
-            }
-        })?;
-    Ok(Arc::new(dates))
+    let raw = raw.as_primitive::<Int64Type>();
+    Ok(Arc::new(with_ticks_per_day!(unit, dates(raw, unit))?))
+}
+
+fn dates<const PER_DAY: i64>(raw: &Int64Array, unit: &TimeUnit) -> Result<Date32Array> {
+    if days_in_range::<PER_DAY>(raw) {
+        return Ok(raw.unary(|x| x.div_euclid(PER_DAY) as i32));
+    }
+    let (first, last) = day_range();
+    Ok(raw.try_unary(|x| {
+        let day = x.div_euclid(PER_DAY);
+        if (first..=last).contains(&day) {
+            Ok(day as i32)
+        } else {
+            Err(ArrowError::CastError(format!(
+                "cannot cast time stamp {x} ({unit:?}) to a date: outside the supported range"
+            )))
+        }
+    })?)
 }
 
 /// `date_part(part, array)` for a zone-less time stamp array, in integer arithmetic: NULL
@@ -306,25 +322,33 @@ pub fn date_part(array: &ArrayRef, part: Part) -> Result<ArrayRef> {
             array.data_type()
         );
     };
-    let per_day = ticks_per_day(unit);
-    let per_second = per_day / 86_400;
-    let (first, last) = day_range();
     let raw = arrow::compute::cast(array, &DataType::Int64)?;
-    let parts = raw
-        .as_primitive::<Int64Type>()
-        .unary_opt::<_, Int32Type>(|x| {
-            let day = x.div_euclid(per_day);
-            let seconds = x.rem_euclid(per_day) / per_second;
-            // 1970-01-01 was a Thursday.
-            let value = match part {
-                Part::Hour => seconds / 3_600,
-                Part::Minute => seconds / 60 % 60,
-                Part::Dow => (day + 4).rem_euclid(7),
-                Part::IsoDow => (day + 3).rem_euclid(7) + 1,
-            };
-            (first..=last).contains(&day).then_some(value as i32)
-        });
-    Ok(Arc::new(parts))
+    let raw = raw.as_primitive::<Int64Type>();
+    Ok(Arc::new(with_ticks_per_day!(unit, parts(raw, part))))
+}
+
+fn parts<const PER_DAY: i64>(raw: &Int64Array, part: Part) -> Int32Array {
+    let per_second = PER_DAY / 86_400;
+    // 1970-01-01 was a Thursday.
+    let value = move |x: i64| {
+        let seconds = x.rem_euclid(PER_DAY) / per_second;
+        let day = x.div_euclid(PER_DAY);
+        (match part {
+            Part::Hour => seconds / 3_600,
+            Part::Minute => seconds / 60 % 60,
+            Part::Dow => (day + 4).rem_euclid(7),
+            Part::IsoDow => (day + 3).rem_euclid(7) + 1,
+        }) as i32
+    };
+    if days_in_range::<PER_DAY>(raw) {
+        return raw.unary(value);
+    }
+    let (first, last) = day_range();
+    raw.unary_opt(|x| {
+        (first..=last)
+            .contains(&x.div_euclid(PER_DAY))
+            .then(|| value(x))
+    })
 }
 
 #[cfg(test)]
@@ -423,16 +447,20 @@ mod tests {
             ]));
             let extremes =
                 arrow::compute::cast(&extremes, &DataType::Timestamp(unit, None)).unwrap();
-            let input = arrow::compute::concat(&[&timestamps(unit), &extremes]).unwrap();
-            for (part, arrow_part) in [
-                (Part::Hour, DatePart::Hour),
-                (Part::Minute, DatePart::Minute),
-                (Part::Dow, DatePart::DayOfWeekSunday0),
-                (Part::IsoDow, DatePart::DayOfWeekMonday1),
-            ] {
-                let expected = temporal::date_part(&input, arrow_part).unwrap();
+            // With the extremes, the per-value range check; without, the all-in-range path.
+            let mixed = arrow::compute::concat(&[&timestamps(unit), &extremes]).unwrap();
+            for (input, (part, arrow_part)) in [mixed, timestamps(unit)].iter().flat_map(|input| {
+                [
+                    (Part::Hour, DatePart::Hour),
+                    (Part::Minute, DatePart::Minute),
+                    (Part::Dow, DatePart::DayOfWeekSunday0),
+                    (Part::IsoDow, DatePart::DayOfWeekMonday1),
+                ]
+                .map(|parts| (input, parts))
+            }) {
+                let expected = temporal::date_part(input, arrow_part).unwrap();
                 assert_eq!(
-                    date_part(&input, part).unwrap().as_ref(),
+                    date_part(input, part).unwrap().as_ref(),
                     expected.as_ref(),
                     "{unit:?} {part:?}"
                 );

@@ -152,7 +152,10 @@ fn framed_kind(expr: &Expr, schema: &DFSchema) -> Option<Kind> {
     let averageable = match (&arg_type, expr.get_type(schema).ok()?) {
         (DataType::Float64, _) => true,
         // DataFusion scales the average up (`Decimal128(p, s)` -> `(p + 4, s + 4)`, capped).
-        (DataType::Decimal128(_, scale), DataType::Decimal128(_, result)) => result >= *scale,
+        // A negative scale is left to DataFusion (its scale-up factor wraps there).
+        (DataType::Decimal128(_, scale), DataType::Decimal128(_, result)) => {
+            *scale >= 0 && result >= *scale
+        }
         _ => false,
     };
     match udaf.name() {
@@ -317,9 +320,10 @@ impl PartitionEvaluator for FrameEvaluator {
 
 /// DataFusion's `avg` of a `Decimal128` column over the non-null rows of `range`, into
 /// `result` (a `Decimal128`): their sum, exact in 256 bits (DataFusion sums a
-/// `Decimal128(38, _)` in `Decimal256`, and a narrower one in 128 bits that a frame cannot
-/// overflow), times 10^(result scale - input scale), divided by their number truncating
-/// toward zero; an average beyond the result's precision is an error, as in DataFusion.
+/// `Decimal128(p, _)` in `Decimal256` from p = 26 up, and a narrower one in 128 bits that a
+/// frame of at most [`MAX_FRAME_ROWS`] rows cannot overflow), times 10^(result scale - input
+/// scale), divided by their number truncating toward zero; an average beyond the result's
+/// precision is an error, as in DataFusion.
 fn decimal_avg(
     array: &PrimitiveArray<Decimal128Type>,
     range: &Range<usize>,
@@ -431,7 +435,8 @@ mod tests {
             // Up to +-1000 with 18 decimals, and up to +-1000 with 2.
             Arc::new(
                 Decimal128Array::from_iter(rows.iter().enumerate().map(|(i, r)| {
-                    (!nth(i)).then_some(i128::from(r.2) % (2 * 10i128.pow(21)) - 10i128.pow(21))
+                    (!nth(i))
+                        .then_some(i128::from(r.2 % 2_000_001) * 10i128.pow(15) - 10i128.pow(21))
                 }))
                 .with_precision_and_scale(38, 18)
                 .unwrap(),

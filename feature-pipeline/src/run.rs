@@ -658,7 +658,7 @@ fn definition_for(group: &str, config: &GroupConfig, output: &Schema) -> Result<
                     ))
                 })?;
                 let want = storage::types::parse_type(&c.config.data_type)?;
-                if !compatible(field.data_type(), &want) {
+                if !storage::types::storable_as(field.data_type(), &want) {
                     return Err(schema_err(format!(
                         "column {:?} is {} but declared {}",
                         c.name,
@@ -697,17 +697,8 @@ fn definition_for(group: &str, config: &GroupConfig, output: &Schema) -> Result<
     })
 }
 
-/// String encodings are interchangeable; everything else must match exactly.
-fn compatible(actual: &DataType, declared: &DataType) -> bool {
-    actual == declared || (is_string(actual) && is_string(declared))
-}
-
-fn is_string(t: &DataType) -> bool {
-    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
-}
-
 fn plain(t: &DataType) -> DataType {
-    if is_string(t) {
+    if t.is_string() {
         DataType::Utf8
     } else {
         t.clone()
@@ -724,7 +715,7 @@ fn batch_schema(target: &SchemaRef, output: &SchemaRef) -> SchemaRef {
         .fields()
         .iter()
         .map(|field| match output.field_with_name(field.name()) {
-            Ok(out) if is_string(field.data_type()) && is_string(out.data_type()) => field
+            Ok(out) if storage::types::storable_as(out.data_type(), field.data_type()) => field
                 .as_ref()
                 .clone()
                 .with_data_type(out.data_type().clone()),

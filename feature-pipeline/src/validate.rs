@@ -31,6 +31,10 @@ pub struct Validator {
     seen: HashSet<u64, foldhash::fast::FixedState>,
     duplicates: u64,
     first_duplicate: Option<String>,
+    /// Why uniqueness could not be checked (a key type the row format cannot encode, or a
+    /// batch whose key types differ from the first one's): the rule then fails, never passes
+    /// unchecked.
+    unique_unchecked: Option<String>,
     allowed: HashMap<usize, AllowedState>,
 }
 
@@ -38,6 +42,8 @@ struct AllowedState {
     values: HashSet<String>,
     violations: u64,
     example: Option<String>,
+    /// Why a batch's values could not be read as strings; the rule then fails.
+    unchecked: Option<String>,
 }
 
 impl Validator {
@@ -54,9 +60,12 @@ impl Validator {
                 .filter_map(|k| schema.field_with_name(k).ok())
                 .map(|f| SortField::new(f.data_type().clone()))
                 .collect();
-            RowConverter::new(fields).ok()
+            RowConverter::new(fields)
         };
-        let converter = wants_unique.then(|| converter_for(&key_columns)).flatten();
+        let mut unique_unchecked = None;
+        let converter = wants_unique
+            .then(|| converter_for(&key_columns))
+            .and_then(|c| c.map_err(|e| unique_unchecked = Some(e.to_string())).ok());
         // Only a leading run of key columns counts: a non-key column before them breaks it.
         let sorted_by: Vec<String> = sorted_by
             .iter()
@@ -64,7 +73,7 @@ impl Validator {
             .cloned()
             .collect();
         let run_converter = (wants_unique && !sorted_by.is_empty())
-            .then(|| converter_for(&sorted_by))
+            .then(|| converter_for(&sorted_by).ok())
             .flatten();
         let allowed = config
             .rules
@@ -79,6 +88,7 @@ impl Validator {
                         values,
                         violations: 0,
                         example: None,
+                        unchecked: None,
                     },
                 )
             })
@@ -96,6 +106,7 @@ impl Validator {
             seen: HashSet::default(),
             duplicates: 0,
             first_duplicate: None,
+            unique_unchecked,
             allowed,
         }
     }
@@ -130,8 +141,12 @@ impl Validator {
             else {
                 continue;
             };
-            let Ok(strings) = arrow::compute::cast(column, &DataType::Utf8) else {
-                continue;
+            let strings = match arrow::compute::cast(column, &DataType::Utf8) {
+                Ok(strings) => strings,
+                Err(e) => {
+                    state.unchecked.get_or_insert_with(|| e.to_string());
+                    continue;
+                }
             };
             for value in strings.as_string::<i32>().iter().flatten() {
                 if !state.values.contains(value) {
@@ -178,8 +193,12 @@ impl Validator {
             .iter()
             .map(|c| c.slice(rows.start, rows.len()))
             .collect();
-        let Ok(keys) = converter.convert_columns(&slice) else {
-            return;
+        let keys = match converter.convert_columns(&slice) {
+            Ok(keys) => keys,
+            Err(e) => {
+                self.unique_unchecked.get_or_insert_with(|| e.to_string());
+                return;
+            }
         };
         let mut repeats = Vec::new();
         for (i, key) in keys.iter().enumerate() {
@@ -287,12 +306,13 @@ impl Validator {
                 }
                 RuleKind::AllowedValues => {
                     let state = &self.allowed[&i];
-                    let what = match &state.example {
-                        Some(e) => format!("values outside the allowed set (e.g. {e:?})"),
-                        None => "values outside the allowed set".to_string(),
+                    let what = match (&state.unchecked, &state.example) {
+                        (Some(e), _) => format!("values could not be checked: {e}"),
+                        (None, Some(e)) => format!("values outside the allowed set (e.g. {e:?})"),
+                        (None, None) => "values outside the allowed set".to_string(),
                     };
                     (
-                        state.violations == 0,
+                        state.violations == 0 && state.unchecked.is_none(),
                         json!(state.violations),
                         json!(rule.values),
                         what,
@@ -305,14 +325,14 @@ impl Validator {
                     (ok, json!(stats.num_rows), limit, "row count".to_string())
                 }
                 RuleKind::UniqueKey => {
-                    let what = match &self.first_duplicate {
-                        Some(d) => format!(
-                            "duplicate ({}) rows, first: {d}",
-                            self.key_columns.join(", ")
-                        ),
-                        None => format!("duplicate ({}) rows", self.key_columns.join(", ")),
+                    let keys = self.key_columns.join(", ");
+                    let what = match (&self.unique_unchecked, &self.first_duplicate) {
+                        (Some(e), _) => format!("({keys}) could not be checked: {e}"),
+                        (None, Some(d)) => format!("duplicate ({keys}) rows, first: {d}"),
+                        (None, None) => format!("duplicate ({keys}) rows"),
                     };
-                    (self.duplicates == 0, json!(self.duplicates), json!(0), what)
+                    let passed = self.duplicates == 0 && self.unique_unchecked.is_none();
+                    (passed, json!(self.duplicates), json!(0), what)
                 }
                 RuleKind::Finite => {
                     let bad = col_stats.map_or(0, |s| s.nan_count);
@@ -421,6 +441,54 @@ mod tests {
     use arrow::datatypes::Field;
 
     use super::*;
+
+    /// A batch whose keys the row encoder cannot read fails `unique_key`, naming why,
+    /// instead of passing it unchecked.
+    #[test]
+    fn unique_key_fails_when_it_cannot_read_the_keys() {
+        let config: GroupConfig = toml::from_str(
+            r#"
+entity_keys = ["k"]
+event_time = "day"
+sql = "unused"
+rules = [{ rule = "unique_key" }]
+"#,
+        )
+        .unwrap();
+        let declared = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("day", DataType::Int32, true),
+        ]));
+        // The key arrives as a list, not the strings the row encoder was built for.
+        let list =
+            arrow::array::ListArray::from_iter_primitive::<arrow::datatypes::Int32Type, _, _>([
+                Some(vec![Some(1)]),
+                Some(vec![Some(1)]),
+            ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("k", arrow::array::Array::data_type(&list).clone(), false),
+                Field::new("day", DataType::Int32, true),
+            ])),
+            vec![Arc::new(list), Arc::new(Int32Array::from(vec![1, 1]))],
+        )
+        .unwrap();
+        let mut validator = Validator::new("g", &config, &declared, &[]);
+        validator.update(&batch);
+        let report = validator.finish(
+            &declared,
+            &TableStatistics::default(),
+            &HashMap::new(),
+            None,
+        );
+        let result = &report.rules[0];
+        assert_eq!(result.rule, "unique_key");
+        assert!(!result.passed, "{result:?}");
+        assert!(
+            result.message.contains("could not be checked"),
+            "{result:?}"
+        );
+    }
 
     /// Duplicate counts and the first duplicate reported, whatever the batch boundaries, the
     /// sort order the plan reports and the string encoding of the key, equal those of a direct

@@ -31,7 +31,7 @@ use crate::log::{self, Appended};
 use crate::names::{Name, NameKind};
 use crate::parquet_io::{self, ParquetEncoder};
 use crate::store::{Store, encode_json};
-use crate::types::{is_temporal, parse_type, type_name};
+use crate::types::{self, is_temporal, parse_type, type_name};
 
 /// Which version of a table to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,8 +323,9 @@ impl TableWriter {
     }
 
     /// Adds rows. The batch must have the declared columns, in order, with the declared types,
-    /// except that a `string` column may come in any Arrow string encoding (`Utf8`,
-    /// `LargeUtf8`, `Utf8View`): it is written as the same Parquet strings, with no copy.
+    /// except that a column declared as strings may come in any Arrow string encoding
+    /// (`Utf8`, `LargeUtf8`, `Utf8View`, see [`types::storable_as`]): it is written as the
+    /// declared Parquet strings, with no copy.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -363,9 +364,7 @@ impl TableWriter {
         for (want, got) in self.schema.fields().iter().zip(actual.fields()) {
             let (want_type, got_type) = (want.data_type(), got.data_type());
             same_types &= want_type == got_type;
-            if want.name() != got.name()
-                || (want_type != got_type && !(want_type.is_string() && got_type.is_string()))
-            {
+            if want.name() != got.name() || !types::storable_as(got_type, want_type) {
                 return Err(mismatch(format!(
                     "column {:?} of type {} where the definition declares {:?} of type {}",
                     got.name(),

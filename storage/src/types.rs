@@ -120,3 +120,10 @@ pub fn is_temporal(data_type: &DataType) -> bool {
         DataType::Timestamp(..) | DataType::Date32 | DataType::Date64
     )
 }
+
+/// Whether a column of type `actual` may be stored under a declared `declared`: the same
+/// type, or both strings (`Utf8`, `LargeUtf8` and `Utf8View` hold the same values and are
+/// written as the same Parquet strings).
+pub fn storable_as(actual: &DataType, declared: &DataType) -> bool {
+    actual == declared || (actual.is_string() && declared.is_string())
+}

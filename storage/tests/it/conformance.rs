@@ -620,6 +620,23 @@ async fn string_columns_accept_every_string_encoding(t: TestStore) {
     assert_eq!(sha256[0], sha256[1], "LargeUtf8 writes the Utf8 file");
     assert_eq!(sha256[0], sha256[2], "Utf8View writes the Utf8 file");
 
+    // Encodings may change from one batch to the next within a file.
+    let mut writer = TableWriter::new(&store, &def).unwrap();
+    writer.write(&data).await.unwrap();
+    let views = arrow::compute::cast(data.column(0), &DataType::Utf8View).unwrap();
+    writer.write(&with_key(views)).await.unwrap();
+    let files = writer.finish().await.unwrap();
+    store
+        .commit_table(
+            &CommitRequest::new(def.clone(), Operation::Overwrite),
+            files,
+        )
+        .await
+        .unwrap();
+    let key = "a much longer key than twelve bytes";
+    let twice = [("a", 1, 1.0), ("a", 1, 1.0), (key, 2, 2.0), (key, 2, 2.0)];
+    assert_eq!(rows(&store, "t", VersionSpec::Latest).await, owned(&twice));
+
     let numbers = Arc::new(arrow::array::Int64Array::from(vec![1, 2])) as arrow::array::ArrayRef;
     let mut writer = TableWriter::new(&store, &def).unwrap();
     let err = writer.write(&with_key(numbers)).await.unwrap_err();

@@ -90,6 +90,7 @@ pub async fn session(
     let ctx = SessionContext::new_with_config_rt(session_config(options, groups), runtime);
     ctx.add_optimizer_rule(Arc::new(crate::timestamp_parts::TimestampPartsRule));
     ctx.add_optimizer_rule(Arc::new(crate::rows_window::RowsWindowRule));
+    ctx.add_optimizer_rule(Arc::new(crate::string_concat::StringConcatRule));
     for (name, source) in &repo.repo.sources {
         let path = overrides
             .iter()

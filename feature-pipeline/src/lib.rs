@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod rows_window;
 pub mod run;
 pub mod source;
+pub mod string_concat;
 pub mod timestamp_parts;
 pub mod validate;
 

@@ -194,33 +194,43 @@ fn inline_concat(args: &[ColumnarValue], rows: usize) -> Option<ArrayRef> {
     {
         return None;
     }
-    // Null rows are concatenated too (their views are whatever the inputs hold there): one
-    // branch less per row; the result's null buffer hides them.
-    let mut views = Vec::with_capacity(rows);
-    for row in 0..rows {
-        let (mut bytes, mut len) = (0u128, 0u32);
-        for piece in &pieces {
-            let (piece_bytes, piece_len) = match piece {
-                Piece::Views(views) => {
-                    let view = views[row];
-                    let piece_len = view as u32;
-                    if piece_len > INLINE_BYTES {
-                        return None;
-                    }
-                    // Masked: the bytes past the length should be zero, but need not be.
-                    let piece_bytes = (view >> 32) & ((1u128 << (8 * piece_len)) - 1);
-                    (piece_bytes, piece_len)
+    // One piece at a time over all rows (a tight loop each), appending its bytes after those
+    // of the pieces before. Null rows are concatenated too (their views are whatever the
+    // inputs hold there): the result's null buffer hides them.
+    let mut bytes = vec![0u128; rows];
+    let mut lens = vec![0u32; rows];
+    for piece in &pieces {
+        let mut longest = 0u32;
+        match piece {
+            Piece::Views(views) => {
+                for ((bytes, len), &view) in bytes.iter_mut().zip(&mut lens).zip(*views) {
+                    // A view is its length, then (up to 12 bytes) the bytes themselves; those
+                    // past the length should be zero but need not be, hence the mask. Lengths
+                    // are clamped so that no shift overflows; a longer one fails below.
+                    let piece_len = (view as u32).min(INLINE_BYTES + 1);
+                    let mask = (1u128 << (8 * piece_len.min(INLINE_BYTES))) - 1;
+                    *bytes |= ((view >> 32) & mask) << (8 * (*len).min(INLINE_BYTES));
+                    *len += piece_len;
+                    longest = longest.max(*len);
                 }
-                Piece::Literal(piece_bytes, piece_len) => (*piece_bytes, *piece_len),
-            };
-            if len + piece_len > INLINE_BYTES {
-                return None;
             }
-            bytes |= piece_bytes << (8 * len);
-            len += piece_len;
+            Piece::Literal(piece_bytes, piece_len) => {
+                for (bytes, len) in bytes.iter_mut().zip(&mut lens) {
+                    *bytes |= piece_bytes << (8 * (*len).min(INLINE_BYTES));
+                    *len += piece_len;
+                    longest = longest.max(*len);
+                }
+            }
         }
-        views.push((bytes << 32) | u128::from(len));
+        if longest > INLINE_BYTES {
+            return None;
+        }
     }
+    let views: Vec<u128> = bytes
+        .into_iter()
+        .zip(lens)
+        .map(|(bytes, len)| (bytes << 32) | u128::from(len))
+        .collect();
     // Concatenated UTF-8 is UTF-8; `try_new` checks it all the same, and the views.
     let array = StringViewArray::try_new(views.into(), Vec::new(), nulls).ok()?;
     Some(Arc::new(array))

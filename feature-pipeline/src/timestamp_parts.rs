@@ -278,12 +278,19 @@ macro_rules! with_ticks_per_day {
 }
 
 /// Whether every day of the time stamps `raw` (ticks, `PER_DAY` a day) is in chrono's range:
-/// days grow with ticks, so the smallest and largest tick decide.
+/// days grow with ticks, so the smallest and largest tick decide. The slots under nulls are
+/// looked at too (one branch-free pass over the values): a false "no" only costs the
+/// per-value check.
 fn days_in_range<const PER_DAY: i64>(raw: &Int64Array) -> bool {
     let (first, last) = day_range();
-    let in_range =
-        |tick: Option<i64>| tick.is_none_or(|t| (first..=last).contains(&t.div_euclid(PER_DAY)));
-    in_range(arrow::compute::min(raw)) && in_range(arrow::compute::max(raw))
+    let (lo, hi) = raw
+        .values()
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), &t| (lo.min(t), hi.max(t)));
+    raw.is_empty()
+        || [lo, hi]
+            .iter()
+            .all(|t| (first..=last).contains(&t.div_euclid(PER_DAY)))
 }
 
 /// `CAST(array AS DATE)` for a zone-less time stamp array, in integer arithmetic.

@@ -335,18 +335,26 @@ pub fn date_part(array: &ArrayRef, part: Part) -> Result<ArrayRef> {
 }
 
 fn parts<const PER_DAY: i64>(raw: &Int64Array, part: Part) -> Int32Array {
-    let per_second = PER_DAY / 86_400;
-    // 1970-01-01 was a Thursday.
-    let value = move |x: i64| {
-        let seconds = x.rem_euclid(PER_DAY) / per_second;
-        let day = x.div_euclid(PER_DAY);
-        (match part {
-            Part::Hour => seconds / 3_600,
-            Part::Minute => seconds / 60 % 60,
-            Part::Dow => (day + 4).rem_euclid(7),
-            Part::IsoDow => (day + 3).rem_euclid(7) + 1,
-        }) as i32
-    };
+    // One loop per part, each computing only what its part needs (1970-01-01 was a
+    // Thursday); the divisions are by constants.
+    match part {
+        Part::Hour => {
+            part_values::<PER_DAY>(raw, |x| (x.rem_euclid(PER_DAY) / (PER_DAY / 24)) as i32)
+        }
+        Part::Minute => part_values::<PER_DAY>(raw, |x| {
+            (x.rem_euclid(PER_DAY) / (PER_DAY / 1_440) % 60) as i32
+        }),
+        Part::Dow => {
+            part_values::<PER_DAY>(raw, |x| (x.div_euclid(PER_DAY) + 4).rem_euclid(7) as i32)
+        }
+        Part::IsoDow => part_values::<PER_DAY>(raw, |x| {
+            ((x.div_euclid(PER_DAY) + 3).rem_euclid(7) + 1) as i32
+        }),
+    }
+}
+
+/// `value` of every time stamp of `raw`; NULL where the day is outside chrono's range.
+fn part_values<const PER_DAY: i64>(raw: &Int64Array, value: impl Fn(i64) -> i32) -> Int32Array {
     if days_in_range::<PER_DAY>(raw) {
         return raw.unary(value);
     }

@@ -17,7 +17,7 @@ use arrow::array::{Array, ArrayRef, AsArray, StringViewArray, new_null_array};
 use arrow::buffer::NullBuffer;
 use arrow::compute::kernels::concat_elements::concat_elements_dyn;
 use arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::Transformed;
 use datafusion::common::{DFSchema, Result, exec_err};
 use datafusion::logical_expr::expr::{BinaryExpr, ScalarFunction};
 use datafusion::logical_expr::{
@@ -52,17 +52,7 @@ impl OptimizerRule for StringConcatRule {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let inputs = plan.inputs();
-        let mut schema = DFSchema::empty();
-        if inputs.is_empty() {
-            schema.merge(plan.schema());
-        }
-        for input in inputs {
-            schema.merge(input.schema());
-        }
-        crate::timestamp_parts::map_keeping_names(plan, |expr| {
-            expr.transform_up(|e| rewrite(e, &schema))
-        })
+        crate::timestamp_parts::rewrite_subexpressions(plan, rewrite)
     }
 }
 

@@ -55,17 +55,27 @@ impl OptimizerRule for TimestampPartsRule {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        // The columns a node's expressions may name: its inputs' (a leaf's own for a scan).
-        let inputs = plan.inputs();
-        let mut schema = DFSchema::empty();
-        if inputs.is_empty() {
-            schema.merge(plan.schema());
-        }
-        for input in inputs {
-            schema.merge(input.schema());
-        }
-        map_keeping_names(plan, |expr| expr.transform_up(|e| rewrite(e, &schema)))
+        rewrite_subexpressions(plan, rewrite)
     }
+}
+
+/// Applies `rewrite` to every subexpression of `plan`'s expressions, bottom up, with the
+/// schema their columns come from; a rewritten expression keeps its name. Shared by this
+/// crate's expression-rewriting optimizer rules.
+pub(crate) fn rewrite_subexpressions(
+    plan: LogicalPlan,
+    rewrite: impl Fn(Expr, &DFSchema) -> Result<Transformed<Expr>>,
+) -> Result<Transformed<LogicalPlan>> {
+    // The columns a node's expressions may name: its inputs' (a leaf's own for a scan).
+    let inputs = plan.inputs();
+    let mut schema = DFSchema::empty();
+    if inputs.is_empty() {
+        schema.merge(plan.schema());
+    }
+    for input in inputs {
+        schema.merge(input.schema());
+    }
+    map_keeping_names(plan, |expr| expr.transform_up(|e| rewrite(e, &schema)))
 }
 
 /// Applies `rewrite` to each of `plan`'s expressions; a rewritten expression keeps the name

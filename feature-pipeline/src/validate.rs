@@ -442,11 +442,9 @@ mod tests {
 
     use super::*;
 
-    /// A batch whose keys the row encoder cannot read fails `unique_key`, naming why,
-    /// instead of passing it unchecked.
-    #[test]
-    fn unique_key_fails_when_it_cannot_read_the_keys() {
-        let config: GroupConfig = toml::from_str(
+    /// A group keyed by `k` and `day` with the one rule `unique_key`.
+    fn unique_key_config() -> GroupConfig {
+        toml::from_str(
             r#"
 entity_keys = ["k"]
 event_time = "day"
@@ -454,7 +452,14 @@ sql = "unused"
 rules = [{ rule = "unique_key" }]
 "#,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A batch whose keys the row encoder cannot read fails `unique_key`, naming why,
+    /// instead of passing it unchecked.
+    #[test]
+    fn unique_key_fails_when_it_cannot_read_the_keys() {
+        let config = unique_key_config();
         let declared = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8, false),
             Field::new("day", DataType::Int32, true),
@@ -495,15 +500,7 @@ rules = [{ rule = "unique_key" }]
     /// count over all rows.
     #[test]
     fn unique_key_counts_every_repeat_across_batches_and_orders() {
-        let config: GroupConfig = toml::from_str(
-            r#"
-entity_keys = ["k"]
-event_time = "day"
-sql = "unused"
-rules = [{ rule = "unique_key" }]
-"#,
-        )
-        .unwrap();
+        let config = unique_key_config();
         let mut state = 7u64;
         let mut next = move |n: u64| {
             state = state

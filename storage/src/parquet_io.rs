@@ -236,6 +236,7 @@ mod tests {
 
     use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
     use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use parquet::file::metadata::ColumnChunkMetaData;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     use super::*;
@@ -305,15 +306,7 @@ mod tests {
                 .collect(),
         );
         let bytes = encode(ordered.schema(), &[ordered], "t").unwrap();
-        let reader = SerializedFileReader::new(bytes).unwrap();
-        let row_group = reader.metadata().row_group(0);
-        let column = |name: &str| {
-            row_group
-                .columns()
-                .iter()
-                .find(|c| c.column_path().string() == name)
-                .unwrap()
-        };
+        let column = |name: &str| first_chunk(&bytes, name);
         for name in ["id", "time"] {
             let encodings: Vec<_> = column(name).encodings().collect();
             assert!(
@@ -327,7 +320,8 @@ mod tests {
             );
         }
         // The sorted string keeps min/max for readers to prune on; the unordered one has none.
-        let key = column("key").statistics().unwrap();
+        let key = column("key");
+        let key = key.statistics().unwrap();
         assert_eq!(key.min_bytes_opt(), Some(&b"ABQ"[..]));
         assert_eq!(key.max_bytes_opt(), Some(&b"LAX"[..]));
         assert!(column("name").statistics().is_none());
@@ -345,16 +339,7 @@ mod tests {
             (0..rows).map(|_| None).collect(),
         );
         let bytes = encode(runs.schema(), std::slice::from_ref(&runs), "t").unwrap();
-        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
-        let row_group = reader.metadata().row_group(0);
-        let column = |name: &str| {
-            row_group
-                .columns()
-                .iter()
-                .find(|c| c.column_path().string() == name)
-                .unwrap()
-                .clone()
-        };
+        let column = |name: &str| first_chunk(&bytes, name);
         let id = column("id");
         assert!(id.dictionary_page_offset().is_none());
         assert!(id.encodings().all(|e| e != Encoding::DELTA_BINARY_PACKED));
@@ -366,6 +351,17 @@ mod tests {
             arrow::compute::concat_batches(&runs.schema(), &read).unwrap(),
             runs
         );
+    }
+
+    /// The chunk of column `name` in the first row group of the file `bytes`.
+    fn first_chunk(bytes: &Bytes, name: &str) -> ColumnChunkMetaData {
+        let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+        let row_group = reader.metadata().row_group(0);
+        let chunk = row_group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == name);
+        chunk.unwrap().clone()
     }
 
     /// Encodings and statistics of each column chunk of the file's first row group.

@@ -274,7 +274,21 @@ impl SourceCheck {
         let n = values.len();
         let keys = order_key(values).map_err(|e| e.to_string())?;
         let mut previous = last.as_ref().map(|(v, _)| *v);
-        for i in 0..n {
+        // One branch-free pass for the usual batch, in order; the row-by-row search below
+        // only runs to name the row that breaks the rule.
+        let in_order = keys.null_count() == 0 && {
+            let keys = keys.values();
+            let joins = match (previous, keys.first()) {
+                (Some(p), Some(&first)) => p <= first,
+                _ => true,
+            };
+            joins
+                && keys
+                    .windows(2)
+                    .fold(true, |ok, pair| ok & (pair[0] <= pair[1]))
+        };
+        let search = if in_order { 0..0 } else { 0..n };
+        for i in search {
             let problem = if keys.is_null(i) {
                 Some("is null".to_string())
             } else {

@@ -81,6 +81,37 @@ async fn timestamps_out_of_order() {
     assert!(!f.tables().await.is_empty());
 }
 
+/// The order check reads the source in batches (64 Ki rows): a row going back in time is
+/// found where a batch starts, inside a later batch, and not at all in a long source whose
+/// rows only repeat or go forward.
+#[tokio::test]
+async fn timestamps_out_of_order_across_batches() {
+    let ordered = WINDOW_CONFIG.replace(
+        "path = \"events.csv\"",
+        "path = \"events.csv\"\nordered_by = \"ts\"",
+    );
+    let rows = 140_000usize;
+    let day = |i: usize| (i / 5_000) as i64;
+    for broken in [Some(65_536), Some(100_003), None] {
+        let events: Vec<(&str, i64, f64)> = (0..rows)
+            .map(|i| match broken {
+                Some(at) if i == at => ("a", day(i - 1) - 1, 1.0),
+                _ => ("a", day(i), 1.0),
+            })
+            .collect();
+        let f = Fixture::new(&ordered, &[("events.csv", &events_csv(&events))]);
+        match broken {
+            Some(at) => {
+                let row = format!("row {at} ");
+                fails(&f, Exit::BadInput, &["events.csv", &row, "ordered_by"]).await;
+            }
+            None => {
+                build_features(&f.store, &f.job()).await.unwrap();
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn unreadable_parquet() {
     let config = WINDOW_CONFIG

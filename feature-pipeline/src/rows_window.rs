@@ -333,6 +333,9 @@ fn decimal_avg(
     let &DataType::Decimal128(precision, result_scale) = result else {
         return exec_err!("a framed decimal average gives {result}");
     };
+    if let Some(average) = decimal_avg_narrow(array, range, scale, precision, result_scale) {
+        return Ok(ScalarValue::Decimal128(average, precision, result_scale));
+    }
     let (sum, count) = range
         .clone()
         .filter(|&i| array.is_valid(i))
@@ -359,6 +362,33 @@ fn decimal_avg(
         )),
         None => exec_err!("Arithmetic Overflow in AvgAccumulator"),
     }
+}
+
+/// [`decimal_avg`] in 128 bits, which gives the same average whenever the sum, its scaling
+/// and the result fit (the flights' daily means: always): `Some(None)` for an empty frame,
+/// `None` when a step would overflow or the result is beyond its precision (the caller then
+/// takes the 256-bit way, to the same value or the same error). A quarter of the 256-bit
+/// way's work, whose multiply and divide dominate a 7-row frame.
+fn decimal_avg_narrow(
+    array: &PrimitiveArray<Decimal128Type>,
+    range: &Range<usize>,
+    scale: i8,
+    precision: u8,
+    result_scale: i8,
+) -> Option<Option<i128>> {
+    let mut sum = 0i128;
+    let mut count = 0i128;
+    for i in range.clone().filter(|&i| array.is_valid(i)) {
+        sum = sum.checked_add(array.value(i))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Some(None);
+    }
+    let multiplier = 10i128.checked_pow(u32::try_from(result_scale - scale).ok()?)?;
+    let average = sum.checked_mul(multiplier)? / count;
+    Decimal128Type::validate_decimal_precision(average, precision, result_scale).ok()?;
+    Some(Some(average))
 }
 
 /// The wrapping sum of the non-null rows of `range` and their number; `None` when there are

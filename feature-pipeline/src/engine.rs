@@ -71,11 +71,6 @@ fn session_config(options: &EngineOptions, groups: usize) -> SessionConfig {
         .options_mut()
         .optimizer
         .enable_round_robin_repartition = options.cores > options.concurrent_groups;
-    // A sort whose input fits in 64 MiB is sorted as one batch, not batch by batch and then
-    // merged through the row format (DataFusion's default above 1 MiB): flights route_28d
-    // (622k rows, 21 MB) sorts in one pass, 1.7% fewer instructions for the run, 8 MiB more
-    // at peak. Larger inputs are still sorted in batches, merged and spilled as before.
-    config.options_mut().execution.sort_in_place_threshold_bytes = 64 << 20;
     config
 }
 

@@ -38,7 +38,14 @@ fn base_properties() -> WriterPropertiesBuilder {
         // dictionary costs a hash per value and, after zstd, gives larger files (flights
         // labels: 24.3 -> 19.2 MB, and 3% less CPU for the feature run, than the 1 MiB default).
         .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
+        // Values go to a column's encoder 8192 at a time, not 1024: an eighth of the
+        // per-call work (level encoding, page size checks), and pages still close within one
+        // such call of their size limit (flights labels: about 3% less time, same bytes).
+        .set_write_batch_size(WRITE_BATCH_VALUES)
 }
+
+/// Values handed to a column's encoder per call.
+pub const WRITE_BATCH_VALUES: usize = 8 * 1024;
 
 /// A fixed-width column whose values come in runs at least this long on average is written
 /// plain: zstd folds the repeats, where a dictionary would hash every value first.

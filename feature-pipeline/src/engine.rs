@@ -9,6 +9,7 @@ use datafusion::catalog::{MemTable, Session, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
@@ -87,7 +88,13 @@ pub async fn session(
         .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit)))
         .build_arc()
         .map_err(|e| Error::Flag(format!("memory limit: {e}")))?;
-    let ctx = SessionContext::new_with_config_rt(session_config(options, groups), runtime);
+    let state = SessionStateBuilder::new()
+        .with_config(session_config(options, groups))
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(crate::framed_window::FramedWindowRule))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     ctx.add_optimizer_rule(Arc::new(crate::timestamp_parts::TimestampPartsRule));
     ctx.add_optimizer_rule(Arc::new(crate::rows_window::RowsWindowRule));
     ctx.add_optimizer_rule(Arc::new(crate::string_concat::StringConcatRule));

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod framed_window;
 pub mod inspect;
 pub mod rows_window;
 pub mod run;

@@ -188,7 +188,7 @@ fn is_short_rows_frame(frame: &WindowFrame) -> bool {
 }
 
 /// A bound's offset from the current row (negative before it); `None` when unbounded.
-fn offset(bound: &WindowFrameBound) -> Option<i128> {
+pub(crate) fn offset(bound: &WindowFrameBound) -> Option<i128> {
     let rows = |value: &ScalarValue| match value {
         ScalarValue::UInt64(Some(n)) => Some(i128::from(*n)),
         ScalarValue::Int64(Some(n)) if *n >= 0 => Some(i128::from(*n)),
@@ -228,6 +228,13 @@ impl FramedAggregate {
             nullable,
             signature: Signature::any(1, Volatility::Immutable),
         }
+    }
+}
+
+impl FramedAggregate {
+    /// What it computes over each frame.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 }
 
@@ -324,7 +331,7 @@ impl PartitionEvaluator for FrameEvaluator {
 /// frame of at most [`MAX_FRAME_ROWS`] rows cannot overflow), times 10^(result scale - input
 /// scale), divided by their number truncating toward zero; an average beyond the result's
 /// precision is an error, as in DataFusion.
-fn decimal_avg(
+pub(crate) fn decimal_avg(
     array: &PrimitiveArray<Decimal128Type>,
     range: &Range<usize>,
     scale: i8,
@@ -369,7 +376,7 @@ fn decimal_avg(
 /// `None` when a step would overflow or the result is beyond its precision (the caller then
 /// takes the 256-bit way, to the same value or the same error). The 256-bit multiply and
 /// divide dominate a 7-row frame: the evaluator runs 30% fewer instructions on the flights.
-fn decimal_avg_narrow(
+pub(crate) fn decimal_avg_narrow(
     array: &PrimitiveArray<Decimal128Type>,
     range: &Range<usize>,
     scale: i8,
@@ -393,7 +400,7 @@ fn decimal_avg_narrow(
 
 /// The wrapping sum of the non-null rows of `range` and their number; `None` when there are
 /// none.
-fn frame_sum<T: ArrowPrimitiveType>(
+pub(crate) fn frame_sum<T: ArrowPrimitiveType>(
     array: &PrimitiveArray<T>,
     range: &Range<usize>,
 ) -> Option<(T::Native, usize)> {
@@ -416,7 +423,7 @@ fn frame_sum<T: ArrowPrimitiveType>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use arrow::array::{Decimal128Array, Float64Array, Int64Array, RecordBatch, UInt64Array};
     use arrow::datatypes::Schema;
     use datafusion::prelude::{SessionConfig, SessionContext};
@@ -425,7 +432,7 @@ mod tests {
 
     /// Partitions of 1, 2, 17, 40 and 103 rows, inserted out of order, with a null in every
     /// seventh row of the integer and float columns.
-    fn table() -> RecordBatch {
+    pub(crate) fn table() -> RecordBatch {
         let mut x = 0x2545_F491_4F6C_DD1Du64;
         let mut next = move || {
             x ^= x << 13;

@@ -22,7 +22,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Int64Array, PrimitiveArray, RecordBatch,
+    Array, ArrayRef, ArrowNativeTypeOp, AsArray, Decimal128Array, Int64Array, PrimitiveArray,
+    RecordBatch,
 };
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef, UInt64Type,
@@ -143,8 +144,8 @@ impl Column {
                     (frame.len() - invalid) as i64
                 })))
             }
-            (Kind::Sum, DataType::Int64) => sums::<Int64Type>(values, frames),
-            (Kind::Sum, DataType::UInt64) => sums::<UInt64Type>(values, frames),
+            (Kind::Sum, DataType::Int64) => integer_sums::<Int64Type>(values, frames),
+            (Kind::Sum, DataType::UInt64) => integer_sums::<UInt64Type>(values, frames),
             (Kind::Sum, DataType::Float64) => sums::<Float64Type>(values, frames),
             (Kind::Avg, DataType::Float64) => {
                 let values = values.as_primitive::<Float64Type>();
@@ -195,6 +196,32 @@ fn sums<T: ArrowPrimitiveType>(
     Arc::new(
         frames
             .map(|frame| frame_sum(values, &frame).map(|(sum, _)| sum))
+            .collect::<PrimitiveArray<T>>(),
+    )
+}
+
+/// [`sums`] of integers: without nulls, each frame's sum is the difference of two running
+/// sums, in wrapping arithmetic (exact modulo 2^64, as the frame's own wrapping sum), so a
+/// row costs one subtraction instead of a pass over its frame.
+fn integer_sums<T: ArrowPrimitiveType>(
+    values: &ArrayRef,
+    frames: impl Iterator<Item = Range<usize>>,
+) -> ArrayRef {
+    if values.null_count() > 0 {
+        return sums::<T>(values, frames);
+    }
+    let mut running = Vec::with_capacity(values.len() + 1);
+    running.push(T::Native::ZERO);
+    let mut total = T::Native::ZERO;
+    for &v in values.as_primitive::<T>().values() {
+        total = total.add_wrapping(v);
+        running.push(total);
+    }
+    Arc::new(
+        frames
+            .map(|frame| {
+                (!frame.is_empty()).then(|| running[frame.end].sub_wrapping(running[frame.start]))
+            })
             .collect::<PrimitiveArray<T>>(),
     )
 }
@@ -492,9 +519,9 @@ mod tests {
         for partitioning in partitionings {
             for (frame, trailing) in frames {
                 let sql = format!(
-                    "SELECT k, o, SUM(i) OVER w, SUM(u) OVER w AS su, SUM(f) OVER w AS sf, \
-                            AVG(f) OVER w AS af, COUNT(i) OVER w AS ci, COUNT(*) OVER w AS n, \
-                            AVG(d) OVER w AS ad, AVG(e) OVER w AS ae \
+                    "SELECT k, o, SUM(i) OVER w, SUM(o) OVER w AS so, SUM(u) OVER w AS su, \
+                            SUM(f) OVER w AS sf, AVG(f) OVER w AS af, COUNT(i) OVER w AS ci, \
+                            COUNT(*) OVER w AS n, AVG(d) OVER w AS ad, AVG(e) OVER w AS ae \
                      FROM t WINDOW w AS ({partitioning} {frame}) ORDER BY k, o"
                 );
                 for (batch, partitions) in [(5, 1), (1, 1), (64, 1), (7, 3)] {

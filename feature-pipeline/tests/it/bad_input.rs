@@ -112,6 +112,53 @@ async fn timestamps_out_of_order_across_batches() {
     }
 }
 
+/// The order check reads the whole column whatever the query reads: a query that stops
+/// reading the source after its first rows (here `LIMIT 1`, long before the row going back in
+/// time) still fails the run.
+#[tokio::test]
+async fn out_of_order_rows_a_query_never_reads_still_fail_the_run() {
+    let config = r#"
+[sources.events]
+format = "csv"
+path = "events.csv"
+ordered_by = "ts"
+columns = [
+  { name = "key", type = "string" },
+  { name = "ts", type = "timestamp[us]" },
+  { name = "value", type = "double" },
+]
+
+[groups.first]
+entity_keys = ["key"]
+event_time = "ts"
+sql = "SELECT key, ts, value FROM events LIMIT 1"
+
+[groups.first.columns]
+key = { type = "string" }
+ts = { type = "timestamp[us]" }
+value = { type = "double" }
+"#;
+    let rows = 140_000usize;
+    let at = 100_003usize;
+    let day = |i: usize| (i / 5_000) as i64;
+    for broken in [true, false] {
+        let events: Vec<(&str, i64, f64)> = (0..rows)
+            .map(|i| match broken && i == at {
+                true => ("a", day(i - 1) - 1, 1.0),
+                false => ("a", day(i), 1.0),
+            })
+            .collect();
+        let f = Fixture::new(config, &[("events.csv", &events_csv(&events))]);
+        if broken {
+            let row = format!("row {at} ");
+            fails(&f, Exit::BadInput, &["events.csv", &row, "ordered_by"]).await;
+        } else {
+            build_features(&f.store, &f.job()).await.unwrap();
+            assert_eq!(f.tables().await, vec!["first".to_string()]);
+        }
+    }
+}
+
 #[tokio::test]
 async fn unreadable_parquet() {
     let config = WINDOW_CONFIG

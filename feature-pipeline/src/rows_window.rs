@@ -23,6 +23,10 @@
 //!   own sum;
 //! - an empty or all-null frame gives NULL for `sum` and `avg` and 0 for `count`, as before;
 //! - output names, types and nullability are those of the expression replaced.
+//!
+//! Windows whose frames end at the current row or before it are then computed a batch at a
+//! time by [`crate::framed_window`]'s operator, with the same functions; the others stay in
+//! DataFusion's window operator, one evaluator call per row.
 
 use std::ops::Range;
 use std::sync::Arc;

@@ -448,7 +448,10 @@ def main():
     parser.add_argument("--peer-metadata", default=None, help="the peer's models/flight_delay/v<N>/metadata.json")
     args = parser.parse_args()
     cases = load(args.results)
-    runs = max((len(c.runs) for c in select(cases, kind="stage")), default=0)
+    counts = sorted({len(c.runs) for c in select(cases, kind="stage")})
+    runs = "–".join(str(n) for n in (counts[0], counts[-1]) if counts) if counts else "0"
+    if counts and counts[0] == counts[-1]:
+        runs = str(counts[0])
     resumed = (
         " (or, for the parts listed there as re-measured later, from that later sitting and code:"
         " the ours/peer ratios of those stages compare runs of that sitting; the start-up"
@@ -460,7 +463,7 @@ def main():
 
 Written by `bench/run.sh` (see [README.md](README.md)); every number below comes from one sitting on
 the machine described at the end{resumed}. Each stage is a whole process timed under `/usr/bin/time -v`
-(start-up, imports and I/O included), median of {runs} run(s) per case after waiting for a quiet
+(start-up, imports and I/O included), median of {runs} run(s) per case (each case's count is in the runs column of "All cases") after waiting for a quiet
 machine; runs during which other processes used more than 0.25 cores were repeated. Ratios are
 **ours / peer**: below 1 means we are faster or smaller. "Fastest peer" is the peer variant with the
 lowest median wall time for that stage (polars, pandas or DuckDB for features).

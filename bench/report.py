@@ -448,10 +448,8 @@ def main():
     parser.add_argument("--peer-metadata", default=None, help="the peer's models/flight_delay/v<N>/metadata.json")
     args = parser.parse_args()
     cases = load(args.results)
-    counts = sorted({len(c.runs) for c in select(cases, kind="stage")})
-    runs = "–".join(str(n) for n in (counts[0], counts[-1]) if counts) if counts else "0"
-    if counts and counts[0] == counts[-1]:
-        runs = str(counts[0])
+    counts = sorted({len(c.runs) for c in select(cases, kind="stage")}) or [0]
+    runs = str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}–{counts[-1]}"
     resumed = (
         " (or, for the parts listed there as re-measured later, from that later sitting and code:"
         " the ours/peer ratios of those stages compare runs of that sitting; the start-up"

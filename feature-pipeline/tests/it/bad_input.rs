@@ -81,6 +81,19 @@ async fn timestamps_out_of_order() {
     assert!(!f.tables().await.is_empty());
 }
 
+/// 140,000 events of key `a`, 5,000 a day in day order, except that the row at `broken` (if
+/// any) is a day earlier than the row before it.
+fn long_events(broken: Option<usize>) -> String {
+    let day = |i: usize| (i / 5_000) as i64;
+    let events: Vec<(&str, i64, f64)> = (0..140_000)
+        .map(|i| match broken {
+            Some(at) if i == at => ("a", day(i - 1) - 1, 1.0),
+            _ => ("a", day(i), 1.0),
+        })
+        .collect();
+    events_csv(&events)
+}
+
 /// The order check reads the source in batches (64 Ki rows): a row going back in time is
 /// found where a batch starts, inside a later batch, and not at all in a long source whose
 /// rows only repeat or go forward.
@@ -90,16 +103,8 @@ async fn timestamps_out_of_order_across_batches() {
         "path = \"events.csv\"",
         "path = \"events.csv\"\nordered_by = \"ts\"",
     );
-    let rows = 140_000usize;
-    let day = |i: usize| (i / 5_000) as i64;
     for broken in [Some(65_536), Some(100_003), None] {
-        let events: Vec<(&str, i64, f64)> = (0..rows)
-            .map(|i| match broken {
-                Some(at) if i == at => ("a", day(i - 1) - 1, 1.0),
-                _ => ("a", day(i), 1.0),
-            })
-            .collect();
-        let f = Fixture::new(&ordered, &[("events.csv", &events_csv(&events))]);
+        let f = Fixture::new(&ordered, &[("events.csv", &long_events(broken))]);
         match broken {
             Some(at) => {
                 let row = format!("row {at} ");
@@ -138,17 +143,12 @@ key = { type = "string" }
 ts = { type = "timestamp[us]" }
 value = { type = "double" }
 "#;
-    let rows = 140_000usize;
     let at = 100_003usize;
-    let day = |i: usize| (i / 5_000) as i64;
     for broken in [true, false] {
-        let events: Vec<(&str, i64, f64)> = (0..rows)
-            .map(|i| match broken && i == at {
-                true => ("a", day(i - 1) - 1, 1.0),
-                false => ("a", day(i), 1.0),
-            })
-            .collect();
-        let f = Fixture::new(config, &[("events.csv", &events_csv(&events))]);
+        let f = Fixture::new(
+            config,
+            &[("events.csv", &long_events(broken.then_some(at)))],
+        );
         if broken {
             let row = format!("row {at} ");
             fails(&f, Exit::BadInput, &["events.csv", &row, "ordered_by"]).await;

@@ -46,7 +46,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
-use crate::rows_window::{FramedAggregate, Kind, decimal_avg, decimal_avg_narrow, frame_sum};
+use crate::rows_window::{FramedAggregate, Kind, decimal_avg, frame_sum};
 
 /// Replaces a sorted `BoundedWindowAggExec` of trailing [`FramedAggregate`]s with a
 /// [`FramedWindowExec`].
@@ -161,15 +161,12 @@ impl Column {
                 };
                 let values = values.as_primitive::<Decimal128Type>();
                 let averages = frames
-                    .map(|frame| {
-                        match decimal_avg_narrow(values, &frame, scale, precision, result_scale) {
-                            Some(average) => Ok(average),
-                            None => match decimal_avg(values, &frame, scale, &self.data_type)? {
-                                ScalarValue::Decimal128(average, ..) => Ok(average),
-                                other => internal_err!("a decimal average gave {other:?}"),
-                            },
-                        }
-                    })
+                    .map(
+                        |frame| match decimal_avg(values, &frame, scale, &self.data_type)? {
+                            ScalarValue::Decimal128(average, ..) => Ok(average),
+                            other => internal_err!("a decimal average gave {other:?}"),
+                        },
+                    )
                     .collect::<Result<Decimal128Array>>()?;
                 Arc::new(averages.with_precision_and_scale(precision, result_scale)?)
             }

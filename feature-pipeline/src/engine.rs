@@ -7,7 +7,9 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{MemTable, Session, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::memory_pool::{
+    FairSpillPool, MemoryConsumer, MemoryPool, MemoryReservation,
+};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{Expr, TableType};
@@ -163,6 +165,12 @@ async fn register_views(ctx: &SessionContext, repo: &LoadedRepo) -> Result<()> {
 /// do not read it never computes it) and then held in memory, shared by every group of the run.
 /// Groups planning at the same time wait for the one computation; its outcome, error included,
 /// is kept, so a failing view is computed once, not once per group.
+///
+/// The held rows count against the run's memory limit, like the queries' own memory: the
+/// cache reserves their size from the session's pool for the rest of the run, so the limit
+/// bounds the whole engine and the queries spill earlier instead of the process outgrowing
+/// it. Rows that do not fit are dropped and every plan reading the view computes it again:
+/// slower, the same rows, and within the limit.
 #[derive(Debug)]
 struct CachedView {
     name: String,
@@ -170,7 +178,14 @@ struct CachedView {
     /// The view's declared (logical) schema: the rows are held under it, so plans over the
     /// view see the schema they were planned with.
     schema: SchemaRef,
-    cached: tokio::sync::OnceCell<std::result::Result<Arc<MemTable>, String>>,
+    cached: tokio::sync::OnceCell<std::result::Result<Option<Held>, String>>,
+}
+
+/// A cached view's rows and the memory reserved for them.
+#[derive(Debug)]
+struct Held {
+    table: Arc<MemTable>,
+    _reservation: MemoryReservation,
 }
 
 impl CachedView {
@@ -184,7 +199,8 @@ impl CachedView {
         }
     }
 
-    async fn compute(&self) -> DfResult<Arc<MemTable>> {
+    /// The view's rows with their memory reserved from `pool`, or `None` when they do not fit.
+    async fn compute(&self, pool: &Arc<dyn MemoryPool>) -> DfResult<Option<Held>> {
         let partitions = self.view.clone().collect_partitioned().await?;
         let partitions = partitions
             .into_iter()
@@ -195,10 +211,26 @@ impl CachedView {
                     .collect::<std::result::Result<Vec<_>, _>>()
             })
             .collect::<std::result::Result<Vec<_>, _>>()?;
-        Ok(Arc::new(MemTable::try_new(
-            self.schema.clone(),
-            partitions,
-        )?))
+        let bytes: usize = partitions
+            .iter()
+            .flatten()
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
+        let reservation = MemoryConsumer::new(format!("cached view {}", self.name)).register(pool);
+        if let Err(e) = reservation.try_grow(bytes) {
+            tracing::warn!(
+                view = %self.name,
+                mib = bytes >> 20,
+                "the cached view's rows do not fit the memory limit: each query reading it \
+                 computes it again ({e})"
+            );
+            return Ok(None);
+        }
+        let table = Arc::new(MemTable::try_new(self.schema.clone(), partitions)?);
+        Ok(Some(Held {
+            table,
+            _reservation: reservation,
+        }))
     }
 }
 
@@ -219,17 +251,24 @@ impl TableProvider for CachedView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let table = self
+        let pool = &state.runtime_env().memory_pool;
+        let held = self
             .cached
             .get_or_init(|| async {
-                self.compute()
+                self.compute(pool)
                     .await
                     .map_err(|e| format!("view {}: {e}", self.name))
             })
             .await
-            .clone()
-            .map_err(DataFusionError::Execution)?;
-        table.scan(state, projection, filters, limit).await
+            .as_ref()
+            .map_err(|e| DataFusionError::Execution(e.clone()))?;
+        match held {
+            Some(held) => held.table.scan(state, projection, filters, limit).await,
+            None => {
+                let view = self.view.clone().into_view();
+                view.scan(state, projection, filters, limit).await
+            }
+        }
     }
 }
 

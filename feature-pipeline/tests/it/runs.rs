@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{Date32Type, Float64Type};
-use feature_pipeline::{build_features, parse_time};
+use arrow::util::display::array_value_to_string;
+use feature_pipeline::{EngineOptions, LoadedRepo, build_features, engine, parse_time};
 use storage::{Name, NameKind, RunStatus, Severity, VersionSpec};
 
 use crate::support::{Fixture, WINDOW_CONFIG, events_csv, rows};
@@ -341,6 +342,72 @@ async fn explain_shows_the_plan_and_writes_nothing() {
         .unwrap_err();
     assert_eq!(err.exit(), fti_runtime::Exit::Config);
     assert!(err.to_string().contains("trailing"), "{err}");
+}
+
+/// A cached view's rows count against the memory limit for as long as the run holds them;
+/// when they do not fit, every query reading the view computes it again, with the same rows.
+#[tokio::test]
+async fn cached_views_are_held_within_the_memory_limit() {
+    // 3,000 events, held by a cached row-per-event view: the query reading it takes no
+    // memory of its own, so a limit one byte short of the rows leaves it only the cache.
+    let events: Vec<(&str, i64, f64)> = (0..3_000)
+        .map(|i| (["a", "b", "c"][i % 3], (i / 100) as i64, i as f64))
+        .collect();
+    let events = events_csv(&events);
+    let config = format!(
+        "{}\n[views.raw]\ncache = true\nsql = \"SELECT key, ts, value FROM events\"\n",
+        WINDOW_CONFIG
+    );
+    let f = Fixture::new(&config, &[("events.csv", &events)]);
+    let repo = LoadedRepo::load(&f.path("features.toml")).unwrap();
+    // Each query's rows (rendered and sorted: no ORDER BY, which would take memory of its
+    // own) and what the pool holds after it.
+    let read = |memory_limit: usize| {
+        let repo = &repo;
+        async move {
+            let options = EngineOptions {
+                memory_limit,
+                cores: 2,
+                concurrent_groups: 1,
+            };
+            let ctx = engine::session(repo, &[], &options, 1).await.unwrap();
+            let mut results = Vec::new();
+            for _ in 0..2 {
+                let batches = ctx
+                    .sql("SELECT key, ts, value FROM raw")
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap();
+                let mut rows: Vec<String> = batches
+                    .iter()
+                    .flat_map(|b| {
+                        (0..b.num_rows()).map(move |r| {
+                            b.columns()
+                                .iter()
+                                .map(|c| array_value_to_string(c, r).unwrap())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                    })
+                    .collect();
+                rows.sort();
+                results.push((rows, ctx.runtime_env().memory_pool.reserved()));
+            }
+            results
+        }
+    };
+    let held = read(256 << 20).await;
+    let (expected, reserved) = held[0].clone();
+    assert_eq!(expected.len(), 3_000);
+    assert!(reserved > 0, "the cached rows are not counted");
+    assert_eq!(held[1], held[0], "a second query reads the same held rows");
+
+    for (again, after) in read(reserved - 1).await {
+        assert_eq!(again, expected);
+        assert_eq!(after, 0, "rows that do not fit are not held");
+    }
 }
 
 /// A `cache = true` view gives the rows its SQL gives uncached, and is computed only when a

@@ -1,8 +1,10 @@
 //! What a run commits: point-in-time windows, idempotent ranges, time travel, validation.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
+use arrow::compute::concat_batches;
 use arrow::datatypes::{Date32Type, Float64Type};
 use arrow::util::display::array_value_to_string;
 use feature_pipeline::{EngineOptions, LoadedRepo, build_features, engine, parse_time};
@@ -408,6 +410,38 @@ async fn cached_views_are_held_within_the_memory_limit() {
         assert_eq!(again, expected);
         assert_eq!(after, 0, "rows that do not fit are not held");
     }
+}
+
+/// A cached aggregate reserves what its rows hold: the aggregation emits its groups as slices
+/// of one batch, and each buffer counts once, not once per slice.
+#[tokio::test]
+async fn a_cached_aggregate_reserves_its_rows_once() {
+    // 200,000 groups: slices of 64Ki rows (the session's batch size) of one emitted batch.
+    let keys: Vec<String> = (0..200_000).map(|i| format!("k{i}")).collect();
+    let events: Vec<(&str, i64, f64)> = keys.iter().map(|k| (k.as_str(), 0, 1.0)).collect();
+    let config = WINDOW_CONFIG.replace("[views.daily]\n", "[views.daily]\ncache = true\n");
+    let f = Fixture::new(&config, &[("events.csv", &events_csv(&events))]);
+    let repo = LoadedRepo::load(&f.path("features.toml")).unwrap();
+    let options = EngineOptions {
+        memory_limit: 256 << 20,
+        cores: 1,
+        concurrent_groups: 1,
+    };
+    let ctx = engine::session(&repo, &[], &options, 1).await.unwrap();
+    let df = ctx.sql("SELECT * FROM daily").await.unwrap();
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.unwrap();
+    assert!(batches.len() > 1);
+    // The same rows in one freshly allocated batch.
+    let compact = concat_batches(&schema, &batches).unwrap();
+    assert_eq!(compact.num_rows(), 200_000);
+    let reserved = ctx.runtime_env().memory_pool.reserved();
+    // At most twice the compact size: buffers grown by doubling hold up to twice their rows.
+    assert!(
+        reserved > 0 && reserved < 2 * compact.get_array_memory_size(),
+        "reserved {reserved} bytes for rows taking {}",
+        compact.get_array_memory_size()
+    );
 }
 
 /// A `cache = true` view gives the rows its SQL gives uncached, and is computed only when a

@@ -21,7 +21,10 @@ are timed the same way, plus what our stages need:
   and `  name: 1.23s` lines on stderr (the peer's phases) in `phases`.
 * Besides /usr/bin/time's centisecond wall clock, `wall_precise_s` is measured around the
   whole /usr/bin/time process with a monotonic clock (for start-up times in milliseconds).
-* Records of LABEL already in RESULTS.jsonl are replaced.
+* Records of LABEL already in RESULTS.jsonl are replaced. With --run N only run N is made:
+  run 1 replaces every record of LABEL (a new sitting), run N > 1 only run N's. Calling it
+  for run 1 of each case, then run 2 of each, ... interleaves cases round by round, so a
+  drift of the machine's speed over minutes falls on every case alike.
 """
 import argparse
 import json
@@ -158,14 +161,20 @@ def run(args):
     results = Path(args.results)
     logs = results.parent / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    if results.exists():  # re-measuring a case replaces its earlier records
+    numbers = [args.run] if args.run else list(range(1, args.runs + 1))
+
+    def replaced(rec):  # re-measuring a case replaces its earlier records (see --run)
+        return rec["label"] == args.label and (args.run <= 1 or rec["run"] == args.run)
+
+    if results.exists():
         keep = [line for line in results.read_text().splitlines()
-                if line.strip() and json.loads(line)["label"] != args.label]
+                if line.strip() and not replaced(json.loads(line))]
         results.write_text("".join(line + "\n" for line in keep))
     tags = dict(t.split("=", 1) for t in args.tag)
     ok_exit = {int(c) for c in args.ok_exit.split(",") if c.strip()}
-    print(f"-- {args.label} ({args.runs} run{'s' if args.runs != 1 else ''})", file=sys.stderr, flush=True)
-    for i in range(1, args.runs + 1):
+    what = f"run {args.run}" if args.run else f"{args.runs} run{'s' if args.runs != 1 else ''}"
+    print(f"-- {args.label} ({what})", file=sys.stderr, flush=True)
+    for i in numbers:
         command = [c.replace("{i}", str(i)) for c in args.command]
         for attempt in range(1, args.attempts + 1):
             if args.setup:
@@ -211,6 +220,7 @@ def main():
     p.add_argument("label")
     p.add_argument("results")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--run", type=int, default=0, help="make only run N (1 starts a new sitting of LABEL)")
     p.add_argument("--tag", action="append", default=[], help="KEY=VALUE stored with every record")
     p.add_argument("--setup", default="", help="shell command before every attempt, untimed ({i} = run number)")
     p.add_argument("--cwd", default=None)

@@ -462,7 +462,9 @@ def main():
 Written by `bench/run.sh` (see [README.md](README.md)); every number below comes from one sitting on
 the machine described at the end{resumed}. Each stage is a whole process timed under `/usr/bin/time -v`
 (start-up, imports and I/O included), median of {runs} run(s) per case (each case's count is in the runs column of "All cases") after waiting for a quiet
-machine; runs during which other processes used more than 0.25 cores were repeated. Ratios are
+machine; runs during which other processes used more than 0.25 cores were repeated. The feature
+stages run in interleaved rounds (run 1 of every case, then run 2, ...), so a slow phase of the
+machine falls on both sides alike. Ratios are
 **ours / peer**: below 1 means we are faster or smaller. "Fastest peer" is the peer variant with the
 lowest median wall time for that stage (polars, pandas or DuckDB for features).
 

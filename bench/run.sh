@@ -90,6 +90,9 @@ want() { [[ " $PARTS " == *" $1 "* ]]; }
 bench() {
     local label=$1; shift
     # shellcheck disable=SC2086  # BENCH_OPTS is a list of options
+    # A case that failed is not run again in later rounds (nor listed twice).
+    local failed
+    for failed in "${FAILED[@]}"; do [ "$failed" = "$label" ] && return; done
     if ! "$PY3" "$HERE/bench.py" run "$label" "$RES" --runs "$RUNS" $BENCH_OPTS "$@"; then
         echo "!! $label failed; continuing (logs under $RESULTS/logs)" >&2
         FAILED+=("$label")
@@ -195,19 +198,25 @@ echo "3M: $SRC3 (as of $ASOF3); 12M: $SRC12 (as of $ASOF12)" >&2
 # Ours: a fresh store per run (the idempotency key of a commit is derived from config, group,
 # range and source fingerprints, so a run into a store that already has the tables is a no-op).
 # The peer: store removed before each run too (it would overwrite in place).
+# The cases run round by round (ours, then each peer, RUNS times), not each case RUNS times in
+# a row: this VM has phases of minutes in which every process runs 30-55% slower, and a phase
+# that covers one case's runs but not another's skews their ratio (0.50 to 0.59 at 3M in three
+# sittings of the same code); interleaved, it falls on all of them alike.
 features() {  # features 3m|12m SOURCE
-    local data=$1 src=$2 up
+    local data=$1 src=$2 up i
     up=${data^^}
-    step "features, $up rows"
-    ours "features $up / ours" --tag kind=stage --tag stage=features --tag data="$data" --tag variant=rust \
-        --tag startup="startup: feature-pipeline run (already committed, exit 99)" \
-        --setup "rm -rf '$OURS/feat-$data'" \
-        -- "$FP" run "$EX/features.toml" --store "$OURS/feat-$data" --source "flights=$src" --run-id "bench-$data-{i}"
-    for impl in $PEER_IMPLS; do
-        peer "features $up / peer $impl" --tag kind=stage --tag stage=features --tag data="$data" --tag variant="$impl" \
-            --tag startup="startup: peer features/$impl imports" \
-            --setup "rm -rf '$PEERW/store-$data-$impl'" \
-            -- "${PEER_FTI[@]}" features --impl "$impl" --source "$src" --store "$PEERW/store-$data-$impl"
+    step "features, $up rows ($RUNS interleaved rounds)"
+    for ((i = 1; i <= RUNS; i++)); do
+        ours "features $up / ours" --run "$i" --tag kind=stage --tag stage=features --tag data="$data" --tag variant=rust \
+            --tag startup="startup: feature-pipeline run (already committed, exit 99)" \
+            --setup "rm -rf '$OURS/feat-$data'" \
+            -- "$FP" run "$EX/features.toml" --store "$OURS/feat-$data" --source "flights=$src" --run-id "bench-$data-{i}"
+        for impl in $PEER_IMPLS; do
+            peer "features $up / peer $impl" --run "$i" --tag kind=stage --tag stage=features --tag data="$data" --tag variant="$impl" \
+                --tag startup="startup: peer features/$impl imports" \
+                --setup "rm -rf '$PEERW/store-$data-$impl'" \
+                -- "${PEER_FTI[@]}" features --impl "$impl" --source "$src" --store "$PEERW/store-$data-$impl"
+        done
     done
 }
 if want features3m; then features 3m "$SRC3"; fi

@@ -80,6 +80,16 @@ for section in "## Stages" "## Quality" "## Start-up" "## Scale" "## Batch infer
 done
 [ "$(wc -l < "$T/work/results/results.jsonl")" -ge 60 ] || fail "too few records"
 
+echo "--- 1b. the feature stages run interleaved: round 1 of every case, then round 2" >&2
+python3 - "$T/work/results/results.jsonl" <<'PY' || fail "feature stages not interleaved"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+seq = [(r["run"], r["label"]) for r in recs if r["tags"].get("stage") == "features" and r["tags"].get("data") == "3m"]
+labels = [l for r, l in seq if r == 1]
+assert len(labels) >= 3 and labels[0] == "features 3M / ours", seq
+assert seq == [(1, l) for l in labels] + [(2, l) for l in labels], seq
+PY
+
 echo "--- 2. a failing case is recorded, the rest goes on, the report lists it, exit 1" >&2
 rc=0; STUB_FAIL_12M=1 FTI_BENCH_PARTS="predict12m report" bash "$HERE/run.sh" > "$T/run2.log" 2>&1 || rc=$?
 [ "$rc" = 1 ] || fail "expected exit 1 with a failing case, got $rc (see $T/run2.log)"

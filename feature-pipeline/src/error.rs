@@ -47,6 +47,13 @@ pub enum Error {
 
     #[error(transparent)]
     Storage(#[from] storage::Error),
+
+    /// A group failed and the groups after it were not started (nothing is committed).
+    #[error("{error}\n(not started after that failure: {})", not_started.join(", "))]
+    Stopped {
+        error: Box<Error>,
+        not_started: Vec<String>,
+    },
 }
 
 impl fti_runtime::ExitError for Error {
@@ -86,6 +93,7 @@ impl Error {
             | Error::Empty { .. } => Exit::BadInput,
             Error::Validation { .. } => Exit::Rejected,
             Error::Storage(e) => fti_runtime::storage_exit(e),
+            Error::Stopped { error, .. } => error.exit(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
@@ -181,6 +182,12 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
         }
     };
     let permits = Arc::new(Semaphore::new(job.engine.concurrent_groups.max(1)));
+    // Once a group has failed nothing will be committed, so the groups still waiting for a
+    // permit are not started (a failing source no longer costs the whole run's time); the
+    // error names them. A group that only fails validation does not stop the others: the
+    // run reports every group's rules at once.
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut not_started = Vec::new();
     for (group, config, previous, key) in pending {
         let ctx = ctx
             .clone()
@@ -192,10 +199,15 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
             .acquire_owned()
             .await
             .expect("semaphore never closed");
+        if failed.load(Ordering::Acquire) {
+            not_started.push(group);
+            continue;
+        }
+        let failed = failed.clone();
         let task = async move {
             let _permit = permit;
             let started = Instant::now();
-            let mut staged = compute_group(
+            let staged = compute_group(
                 &store,
                 &ctx,
                 &group,
@@ -205,7 +217,10 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
                 previous.as_ref(),
                 key,
             )
-            .await?;
+            .await;
+            // Set before the permit is returned, so the next group to start sees it.
+            failed.fetch_or(staged.is_err(), Ordering::Release);
+            let mut staged = staged?;
             staged.seconds = started.elapsed().as_secs_f64();
             Ok::<_, Error>((group, staged))
         };
@@ -234,7 +249,13 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
         std::panic::resume_unwind(e.into_panic());
     }
     if let Some(e) = first_error {
-        return Err(e);
+        return Err(match not_started.is_empty() {
+            true => e,
+            false => Error::Stopped {
+                error: Box::new(e),
+                not_started,
+            },
+        });
     }
 
     let rejected = staged

@@ -226,6 +226,45 @@ async fn sql_error_names_the_group() {
     fails(&f, Exit::Config, &["trailing", "no_such_table"]).await;
 }
 
+/// A group that fails on its data stops the groups still waiting to start (nothing will be
+/// committed, so their work would be lost): the error is the failing group's, with its exit
+/// code, and names the groups not started.
+#[tokio::test]
+async fn a_failing_group_stops_the_groups_not_yet_started() {
+    let boom = r#"[groups.boom]
+entity_keys = ["key"]
+event_time = "day"
+sql = """
+SELECT key, CAST('2024-01-01' AS DATE) AS day,
+       MAX(CAST(value AS BIGINT) / (CAST(value AS BIGINT) - CAST(value AS BIGINT))) AS boom
+FROM events GROUP BY key
+"""
+
+[groups.trailing]"#;
+    let config = WINDOW_CONFIG.replace("[groups.trailing]", boom);
+    let f = Fixture::new(&config, &[("events.csv", &good_events())]);
+    let mut job = f.job();
+    job.engine.concurrent_groups = 1;
+    let err = build_features(&f.store, &job).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("\"boom\"") && text.to_lowercase().contains("zero"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not started after that failure: trailing"),
+        "{text}"
+    );
+    assert_eq!(err.exit(), Exit::BadInput);
+    assert!(f.tables().await.is_empty());
+
+    // Side by side, both groups start: the error is the failing group's alone.
+    let err = build_features(&f.store, &f.job()).await.unwrap_err();
+    assert!(!err.to_string().contains("not started"), "{err}");
+    assert_eq!(err.exit(), Exit::BadInput);
+    assert!(f.tables().await.is_empty());
+}
+
 #[test]
 fn check_reports_every_problem_with_its_location() {
     let config = WINDOW_CONFIG

@@ -133,251 +133,285 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
         store.init().await?;
     }
 
-    let mut summaries = Vec::new();
-    // Groups are independent (their own query, validation, statistics and staged files): they
-    // run as tasks, `concurrent_groups` at a time, started in declaration order (a permit is
-    // taken before a task is spawned, so the runtime's task order does not reorder them) and
-    // taken back in that order.
-    let mut tasks = Vec::new();
-    let mut pending = Vec::new();
-    for group in &selected {
-        let group_started = Instant::now();
-        let config = &job.repo.repo.groups[group];
-        let table = Name::new(NameKind::FeatureGroup, group.as_str())?;
-        let key = group_key(group);
-        let history = store.table_history(&table).await?;
-        if let Some(done) = history
+    // Everything after the store is ready runs in this block, so that an error in it is
+    // recorded as a failed attempt of the run before it is returned.
+    let outcome: Result<RunSummary> = async {
+        let mut summaries = Vec::new();
+        // Groups are independent (their own query, validation, statistics and staged files): they
+        // run as tasks, `concurrent_groups` at a time, started in declaration order (a permit is
+        // taken before a task is spawned, so the runtime's task order does not reorder them) and
+        // taken back in that order.
+        let mut tasks = Vec::new();
+        let mut pending = Vec::new();
+        for group in &selected {
+            let group_started = Instant::now();
+            let config = &job.repo.repo.groups[group];
+            let table = Name::new(NameKind::FeatureGroup, group.as_str())?;
+            let key = group_key(group);
+            let history = store.table_history(&table).await?;
+            if let Some(done) = history
+                .iter()
+                .find(|c| c.idempotency_key.as_deref() == Some(&key))
+            {
+                info!(
+                    group,
+                    version = done.version,
+                    "already committed by an earlier run with the same inputs"
+                );
+                summaries.push(GroupSummary {
+                    group: group.clone(),
+                    status: "already_committed",
+                    version: Some(done.version),
+                    rows: done.num_rows,
+                    files: 0,
+                    rules_passed: 0,
+                    rules_warned: 0,
+                    rules_failed: 0,
+                    failures: vec![],
+                    warnings: vec![],
+                    seconds: group_started.elapsed().as_secs_f64(),
+                });
+                continue;
+            }
+            let previous = history.last().and_then(|c| c.statistics.clone());
+            pending.push((group.clone(), config.clone(), previous, key));
+        }
+        // Nothing above is spawned, so an error there leaves no task running. The session (which
+        // reads and checks ordered sources) is made only when a group has work to do.
+        let ctx = match pending.is_empty() {
+            true => None,
+            false => {
+                Some(engine::session(&job.repo, &job.overrides, &job.engine, pending.len()).await?)
+            }
+        };
+        let permits = Arc::new(Semaphore::new(job.engine.concurrent_groups.max(1)));
+        // Once a group has failed nothing will be committed, so the groups still waiting for a
+        // permit are not started (a failing source no longer costs the whole run's time); the
+        // error names them. A group that only fails validation does not stop the others: the
+        // run reports every group's rules at once.
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut not_started = Vec::new();
+        for (group, config, previous, key) in pending {
+            let ctx = ctx
+                .clone()
+                .expect("a session exists when a group is pending");
+            let store = store.clone();
+            let (range, dry_run) = (job.range, job.dry_run);
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore never closed");
+            if failed.load(Ordering::Acquire) {
+                not_started.push(group);
+                continue;
+            }
+            let failed = failed.clone();
+            let task = async move {
+                let _permit = permit;
+                let started = Instant::now();
+                let staged = compute_group(
+                    &store,
+                    &ctx,
+                    &group,
+                    &config,
+                    range,
+                    dry_run,
+                    previous.as_ref(),
+                    key,
+                )
+                .await;
+                // Set before the permit is returned, so the next group to start sees it.
+                failed.fetch_or(staged.is_err(), Ordering::Release);
+                let mut staged = staged?;
+                staged.seconds = started.elapsed().as_secs_f64();
+                Ok::<_, Error>((group, staged))
+            };
+            tasks.push(tokio::spawn(task.instrument(span.clone())));
+        }
+        // Every task finishes (so no staged file is left behind by a running one) before errors
+        // are acted on.
+        let mut staged: Vec<(String, Staged)> = Vec::new();
+        let mut first_error = None;
+        let mut panic = None;
+        for task in tasks {
+            match task.await {
+                Ok(Ok(done)) => staged.push(done),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    panic.get_or_insert(e);
+                }
+            }
+        }
+        if first_error.is_some() || panic.is_some() {
+            discard(store, &staged).await;
+        }
+        if let Some(e) = panic {
+            std::panic::resume_unwind(e.into_panic());
+        }
+        if let Some(e) = first_error {
+            return Err(match not_started.is_empty() {
+                true => e,
+                false => Error::Stopped {
+                    error: Box::new(e),
+                    not_started,
+                },
+            });
+        }
+
+        let rejected = staged
             .iter()
-            .find(|c| c.idempotency_key.as_deref() == Some(&key))
-        {
-            info!(
-                group,
-                version = done.version,
-                "already committed by an earlier run with the same inputs"
-            );
+            .any(|(_, s)| s.validation.errors().next().is_some());
+        let mut outputs = Vec::new();
+        for (group, s) in &staged {
+            let failures: Vec<String> = s.validation.errors().map(|r| r.message.clone()).collect();
+            let warnings: Vec<String> =
+                s.validation.warnings().map(|r| r.message.clone()).collect();
+            for w in &warnings {
+                warn!(group, "{w}");
+            }
+            for f in &failures {
+                tracing::error!(group, "{f}");
+            }
+            let status = if !failures.is_empty() {
+                "rejected"
+            } else if rejected {
+                // Another group failed: nothing is committed.
+                "not_committed"
+            } else if job.dry_run {
+                "validated"
+            } else {
+                "pending"
+            };
             summaries.push(GroupSummary {
                 group: group.clone(),
-                status: "already_committed",
-                version: Some(done.version),
-                rows: done.num_rows,
-                files: 0,
-                rules_passed: 0,
-                rules_warned: 0,
-                rules_failed: 0,
-                failures: vec![],
-                warnings: vec![],
-                seconds: group_started.elapsed().as_secs_f64(),
+                status,
+                version: None,
+                rows: s.rows,
+                files: s.files.len(),
+                rules_passed: s.validation.rules.iter().filter(|r| r.passed).count(),
+                rules_warned: warnings.len(),
+                rules_failed: failures.len(),
+                failures,
+                warnings,
+                seconds: s.seconds,
             });
-            continue;
         }
-        let previous = history.last().and_then(|c| c.statistics.clone());
-        pending.push((group.clone(), config.clone(), previous, key));
-    }
-    // Nothing above is spawned, so an error there leaves no task running. The session (which
-    // reads and checks ordered sources) is made only when a group has work to do.
-    let ctx = match pending.is_empty() {
-        true => None,
-        false => {
-            Some(engine::session(&job.repo, &job.overrides, &job.engine, pending.len()).await?)
-        }
-    };
-    let permits = Arc::new(Semaphore::new(job.engine.concurrent_groups.max(1)));
-    // Once a group has failed nothing will be committed, so the groups still waiting for a
-    // permit are not started (a failing source no longer costs the whole run's time); the
-    // error names them. A group that only fails validation does not stop the others: the
-    // run reports every group's rules at once.
-    let failed = Arc::new(AtomicBool::new(false));
-    let mut not_started = Vec::new();
-    for (group, config, previous, key) in pending {
-        let ctx = ctx
-            .clone()
-            .expect("a session exists when a group is pending");
-        let store = store.clone();
-        let (range, dry_run) = (job.range, job.dry_run);
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore never closed");
-        if failed.load(Ordering::Acquire) {
-            not_started.push(group);
-            continue;
-        }
-        let failed = failed.clone();
-        let task = async move {
-            let _permit = permit;
-            let started = Instant::now();
-            let staged = compute_group(
-                &store,
-                &ctx,
-                &group,
-                &config,
-                range,
-                dry_run,
-                previous.as_ref(),
-                key,
-            )
-            .await;
-            // Set before the permit is returned, so the next group to start sees it.
-            failed.fetch_or(staged.is_err(), Ordering::Release);
-            let mut staged = staged?;
-            staged.seconds = started.elapsed().as_secs_f64();
-            Ok::<_, Error>((group, staged))
-        };
-        tasks.push(tokio::spawn(task.instrument(span.clone())));
-    }
-    // Every task finishes (so no staged file is left behind by a running one) before errors
-    // are acted on.
-    let mut staged: Vec<(String, Staged)> = Vec::new();
-    let mut first_error = None;
-    let mut panic = None;
-    for task in tasks {
-        match task.await {
-            Ok(Ok(done)) => staged.push(done),
-            Ok(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            Err(e) => {
-                panic.get_or_insert(e);
-            }
-        }
-    }
-    if first_error.is_some() || panic.is_some() {
-        discard(store, &staged).await;
-    }
-    if let Some(e) = panic {
-        std::panic::resume_unwind(e.into_panic());
-    }
-    if let Some(e) = first_error {
-        return Err(match not_started.is_empty() {
-            true => e,
-            false => Error::Stopped {
-                error: Box::new(e),
-                not_started,
-            },
-        });
-    }
-
-    let rejected = staged
-        .iter()
-        .any(|(_, s)| s.validation.errors().next().is_some());
-    let mut outputs = Vec::new();
-    for (group, s) in &staged {
-        let failures: Vec<String> = s.validation.errors().map(|r| r.message.clone()).collect();
-        let warnings: Vec<String> = s.validation.warnings().map(|r| r.message.clone()).collect();
-        for w in &warnings {
-            warn!(group, "{w}");
-        }
-        for f in &failures {
-            tracing::error!(group, "{f}");
-        }
-        let status = if !failures.is_empty() {
-            "rejected"
-        } else if rejected {
-            // Another group failed: nothing is committed.
-            "not_committed"
-        } else if job.dry_run {
-            "validated"
+        if rejected || job.dry_run {
+            discard(store, &staged).await;
         } else {
-            "pending"
-        };
-        summaries.push(GroupSummary {
-            group: group.clone(),
-            status,
-            version: None,
-            rows: s.rows,
-            files: s.files.len(),
-            rules_passed: s.validation.rules.iter().filter(|r| r.passed).count(),
-            rules_warned: warnings.len(),
-            rules_failed: failures.len(),
-            failures,
-            warnings,
-            seconds: s.seconds,
-        });
-    }
-    if rejected || job.dry_run {
-        discard(store, &staged).await;
-    } else {
-        for (group, s) in staged {
-            let operation = match job.range {
-                Some((from_us, to_us)) => Operation::ReplaceRange { from_us, to_us },
-                None => Operation::Overwrite,
-            };
-            let mut request = CommitRequest::new(s.definition, operation);
-            request.run_id = Some(run_id.clone());
-            request.idempotency_key = Some(s.key);
-            request.statistics = Some(s.statistics);
-            request.validation = Some(s.validation);
-            request.metadata = BTreeMap::from([
-                ("config_hash".to_string(), config_hash.clone().into()),
-                (
-                    "code_version".to_string(),
-                    fti_runtime::code_version(env!("CARGO_PKG_VERSION")).into(),
-                ),
-                (
-                    "sources".to_string(),
-                    serde_json::to_value(&sources).unwrap_or_default(),
-                ),
-            ]);
-            let outcome = store.commit_table(&request, s.files).await?;
-            let summary = summaries
-                .iter_mut()
-                .find(|g| g.group == group)
-                .expect("every staged group has a summary");
-            summary.version = Some(outcome.version());
-            summary.status = match outcome {
-                CommitOutcome::Committed { .. } => "committed",
-                CommitOutcome::AlreadyCommitted { .. } => "already_committed",
-            };
-            outputs.push(ObjectRef::Table {
-                name: group,
-                version: outcome.version(),
-            });
+            for (group, s) in staged {
+                let operation = match job.range {
+                    Some((from_us, to_us)) => Operation::ReplaceRange { from_us, to_us },
+                    None => Operation::Overwrite,
+                };
+                let mut request = CommitRequest::new(s.definition, operation);
+                request.run_id = Some(run_id.clone());
+                request.idempotency_key = Some(s.key);
+                request.statistics = Some(s.statistics);
+                request.validation = Some(s.validation);
+                request.metadata = BTreeMap::from([
+                    ("config_hash".to_string(), config_hash.clone().into()),
+                    (
+                        "code_version".to_string(),
+                        fti_runtime::code_version(env!("CARGO_PKG_VERSION")).into(),
+                    ),
+                    (
+                        "sources".to_string(),
+                        serde_json::to_value(&sources).unwrap_or_default(),
+                    ),
+                ]);
+                let outcome = store.commit_table(&request, s.files).await?;
+                let summary = summaries
+                    .iter_mut()
+                    .find(|g| g.group == group)
+                    .expect("every staged group has a summary");
+                summary.version = Some(outcome.version());
+                summary.status = match outcome {
+                    CommitOutcome::Committed { .. } => "committed",
+                    CommitOutcome::AlreadyCommitted { .. } => "already_committed",
+                };
+                outputs.push(ObjectRef::Table {
+                    name: group,
+                    version: outcome.version(),
+                });
+            }
         }
-    }
 
-    let status = if rejected {
-        RunStatus::Rejected
-    } else if summaries.iter().all(|g| g.status == "already_committed") {
-        RunStatus::AlreadyDone
-    } else {
-        RunStatus::Succeeded
-    };
-    let summary = RunSummary {
-        pipeline: PIPELINE,
-        run_id: run_id.clone(),
-        status,
-        dry_run: job.dry_run,
-        store: store.url().to_string(),
-        range: job
-            .range
-            .map(|(a, b)| (micros_to_string(a), micros_to_string(b))),
-        groups: summaries,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    if !job.dry_run {
-        let record = RunRecord {
-            format_version: storage::DOCUMENT_VERSION,
-            pipeline: Name::new(NameKind::Pipeline, PIPELINE)?,
-            run_id: run_name,
-            attempt: storage::runs::new_attempt_id(started_at),
-            status,
-            started_at,
-            finished_at: Utc::now(),
-            inputs: sources
-                .iter()
-                .map(|(_, p)| ObjectRef::Source { url: p.clone() })
-                .collect(),
-            outputs,
-            config_hash,
-            code_version: fti_runtime::code_version(env!("CARGO_PKG_VERSION")),
-            summary: serde_json::to_value(&summary).unwrap_or_default(),
-            error: None,
+        let status = if rejected {
+            RunStatus::Rejected
+        } else if summaries.iter().all(|g| g.status == "already_committed") {
+            RunStatus::AlreadyDone
+        } else {
+            RunStatus::Succeeded
         };
-        store.write_run_record(&record).await?;
+        let summary = RunSummary {
+            pipeline: PIPELINE,
+            run_id: run_id.clone(),
+            status,
+            dry_run: job.dry_run,
+            store: store.url().to_string(),
+            range: job
+                .range
+                .map(|(a, b)| (micros_to_string(a), micros_to_string(b))),
+            groups: summaries,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        if !job.dry_run {
+            let record = RunRecord {
+                format_version: storage::DOCUMENT_VERSION,
+                pipeline: Name::new(NameKind::Pipeline, PIPELINE)?,
+                run_id: run_name.clone(),
+                attempt: storage::runs::new_attempt_id(started_at),
+                status,
+                started_at,
+                finished_at: Utc::now(),
+                inputs: sources
+                    .iter()
+                    .map(|(_, p)| ObjectRef::Source { url: p.clone() })
+                    .collect(),
+                outputs,
+                config_hash: config_hash.clone(),
+                code_version: fti_runtime::code_version(env!("CARGO_PKG_VERSION")),
+                summary: serde_json::to_value(&summary).unwrap_or_default(),
+                error: None,
+            };
+            store.write_run_record(&record).await?;
+        }
+        info!(status = ?summary.status, seconds = summary.seconds, "feature run finished");
+        Ok(summary)
     }
-    info!(status = ?summary.status, seconds = summary.seconds, "feature run finished");
-    Ok(summary)
+    .await;
+    match outcome {
+        Err(error) if !job.dry_run => {
+            let record = RunRecord {
+                format_version: storage::DOCUMENT_VERSION,
+                pipeline: Name::new(NameKind::Pipeline, PIPELINE)?,
+                run_id: run_name,
+                attempt: storage::runs::new_attempt_id(started_at),
+                status: RunStatus::Failed,
+                started_at,
+                finished_at: Utc::now(),
+                inputs: sources
+                    .iter()
+                    .map(|(_, p)| ObjectRef::Source { url: p.clone() })
+                    .collect(),
+                outputs: vec![],
+                config_hash,
+                code_version: fti_runtime::code_version(env!("CARGO_PKG_VERSION")),
+                summary: serde_json::Value::Null,
+                error: Some(error.to_string()),
+            };
+            // The run's own error matters more than a failure to record it.
+            if let Err(e) = store.write_run_record(&record).await {
+                warn!("cannot write the failed run's record: {e}");
+            }
+            Err(error)
+        }
+        outcome => outcome,
+    }
 }
 
 fn select_groups(job: &FeatureJob) -> Result<Vec<String>> {

@@ -3,6 +3,7 @@
 
 use feature_pipeline::{Error, LoadedRepo, build_features};
 use fti_runtime::Exit;
+use storage::{Name, NameKind, ObjectRef, RunStatus};
 
 use crate::support::{Fixture, WINDOW_CONFIG, events_csv};
 
@@ -262,6 +263,32 @@ FROM events GROUP BY key
     let err = build_features(&f.store, &f.job()).await.unwrap_err();
     assert!(!err.to_string().contains("not started"), "{err}");
     assert_eq!(err.exit(), Exit::BadInput);
+    assert!(f.tables().await.is_empty());
+}
+
+/// A run that fails still leaves a record of its attempt: status `failed`, the error, its
+/// inputs, and no outputs; a retry of the same run adds a second attempt.
+#[tokio::test]
+async fn a_failed_run_is_recorded_with_its_error() {
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", "key,ts,value\n")]);
+    let mut job = f.job();
+    job.run_id = Some("nightly-1".into());
+    let pipeline = Name::new(NameKind::Pipeline, "feature-pipeline").unwrap();
+    let run = Name::new(NameKind::RunId, "nightly-1").unwrap();
+    for attempts in 1..=2 {
+        let err = build_features(&f.store, &job).await.unwrap_err();
+        let records = f.store.run_records(&pipeline, &run).await.unwrap();
+        assert_eq!(records.len(), attempts);
+        let last = records.last().unwrap();
+        assert_eq!(last.status, RunStatus::Failed);
+        assert_eq!(last.error.as_deref(), Some(err.to_string().as_str()));
+        assert!(last.outputs.is_empty());
+        assert!(
+            matches!(&last.inputs[..], [ObjectRef::Source { url }] if url.ends_with("events.csv")),
+            "{:?}",
+            last.inputs
+        );
+    }
     assert!(f.tables().await.is_empty());
 }
 

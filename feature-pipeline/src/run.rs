@@ -133,6 +133,26 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
         store.init().await?;
     }
 
+    // This attempt's run record: written when the run finishes, or fails (below).
+    let pipeline = Name::new(NameKind::Pipeline, PIPELINE)?;
+    let record = |status, outputs, summary, error| RunRecord {
+        format_version: storage::DOCUMENT_VERSION,
+        pipeline: pipeline.clone(),
+        run_id: run_name.clone(),
+        attempt: storage::runs::new_attempt_id(started_at),
+        status,
+        started_at,
+        finished_at: Utc::now(),
+        inputs: sources
+            .iter()
+            .map(|(_, p)| ObjectRef::Source { url: p.clone() })
+            .collect(),
+        outputs,
+        config_hash: config_hash.clone(),
+        code_version: fti_runtime::code_version(env!("CARGO_PKG_VERSION")),
+        summary,
+        error,
+    };
     // Everything after the store is ready runs in this block, so that an error in it is
     // recorded as a failed attempt of the run before it is returned.
     let outcome: Result<RunSummary> = async {
@@ -360,24 +380,8 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
             seconds: started.elapsed().as_secs_f64(),
         };
         if !job.dry_run {
-            let record = RunRecord {
-                format_version: storage::DOCUMENT_VERSION,
-                pipeline: Name::new(NameKind::Pipeline, PIPELINE)?,
-                run_id: run_name.clone(),
-                attempt: storage::runs::new_attempt_id(started_at),
-                status,
-                started_at,
-                finished_at: Utc::now(),
-                inputs: sources
-                    .iter()
-                    .map(|(_, p)| ObjectRef::Source { url: p.clone() })
-                    .collect(),
-                outputs,
-                config_hash: config_hash.clone(),
-                code_version: fti_runtime::code_version(env!("CARGO_PKG_VERSION")),
-                summary: serde_json::to_value(&summary).unwrap_or_default(),
-                error: None,
-            };
+            let summary_json = serde_json::to_value(&summary).unwrap_or_default();
+            let record = record(status, outputs, summary_json, None);
             store.write_run_record(&record).await?;
         }
         info!(status = ?summary.status, seconds = summary.seconds, "feature run finished");
@@ -386,24 +390,12 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
     .await;
     match outcome {
         Err(error) if !job.dry_run => {
-            let record = RunRecord {
-                format_version: storage::DOCUMENT_VERSION,
-                pipeline: Name::new(NameKind::Pipeline, PIPELINE)?,
-                run_id: run_name,
-                attempt: storage::runs::new_attempt_id(started_at),
-                status: RunStatus::Failed,
-                started_at,
-                finished_at: Utc::now(),
-                inputs: sources
-                    .iter()
-                    .map(|(_, p)| ObjectRef::Source { url: p.clone() })
-                    .collect(),
-                outputs: vec![],
-                config_hash,
-                code_version: fti_runtime::code_version(env!("CARGO_PKG_VERSION")),
-                summary: serde_json::Value::Null,
-                error: Some(error.to_string()),
-            };
+            let record = record(
+                RunStatus::Failed,
+                vec![],
+                serde_json::Value::Null,
+                Some(error.to_string()),
+            );
             // The run's own error matters more than a failure to record it.
             if let Err(e) = store.write_run_record(&record).await {
                 warn!("cannot write the failed run's record: {e}");

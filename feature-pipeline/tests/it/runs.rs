@@ -6,11 +6,10 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{Date32Type, Float64Type};
-use arrow::util::display::array_value_to_string;
 use feature_pipeline::{EngineOptions, LoadedRepo, build_features, engine, parse_time};
 use storage::{Name, NameKind, RunStatus, Severity, VersionSpec};
 
-use crate::support::{Fixture, WINDOW_CONFIG, events_csv, rows};
+use crate::support::{Fixture, WINDOW_CONFIG, events_csv, rows, sorted_lines};
 
 /// Day D's own value is huge, so any leak of day D (or later) into D's feature shows.
 fn leaky_events() -> Vec<(&'static str, i64, f64)> {
@@ -362,8 +361,8 @@ async fn cached_views_are_held_within_the_memory_limit() {
     );
     let f = Fixture::new(&config, &[("events.csv", &events)]);
     let repo = LoadedRepo::load(&f.path("features.toml")).unwrap();
-    // Each query's rows (rendered and sorted: no ORDER BY, which would take memory of its
-    // own) and what the pool holds after it.
+    // Each query's rows (sorted here: an ORDER BY would take memory of its own) and what the
+    // pool holds after it.
     let read = |memory_limit: usize| {
         let repo = &repo;
         async move {
@@ -382,20 +381,10 @@ async fn cached_views_are_held_within_the_memory_limit() {
                     .collect()
                     .await
                     .unwrap();
-                let mut rows: Vec<String> = batches
-                    .iter()
-                    .flat_map(|b| {
-                        (0..b.num_rows()).map(move |r| {
-                            b.columns()
-                                .iter()
-                                .map(|c| array_value_to_string(c, r).unwrap())
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                    })
-                    .collect();
-                rows.sort();
-                results.push((rows, ctx.runtime_env().memory_pool.reserved()));
+                results.push((
+                    sorted_lines(&batches),
+                    ctx.runtime_env().memory_pool.reserved(),
+                ));
             }
             results
         }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use arrow::array::RecordBatch;
+
 use feature_pipeline::{EngineOptions, FeatureJob, LoadedRepo};
 use storage::{Name, NameKind, Store, VersionSpec};
 
@@ -126,8 +128,13 @@ impl Fixture {
 pub async fn rows(store: &Store, table: &str, at: VersionSpec) -> Vec<String> {
     let name = Name::new(NameKind::FeatureGroup, table).unwrap();
     let snapshot = store.table(&name, at).await.unwrap();
-    let batches = snapshot.read_all(store, None).await.unwrap();
-    let text = arrow::util::pretty::pretty_format_batches(&batches)
+    sorted_lines(&snapshot.read_all(store, None).await.unwrap())
+}
+
+/// The rows of `batches` as pretty-printed text, sorted: equal for the same rows in any
+/// order and any split into batches.
+pub fn sorted_lines(batches: &[RecordBatch]) -> Vec<String> {
+    let text = arrow::util::pretty::pretty_format_batches(batches)
         .unwrap()
         .to_string();
     let mut lines: Vec<String> = text

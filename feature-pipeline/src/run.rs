@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
@@ -205,11 +204,10 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
             }
         };
         let permits = Arc::new(Semaphore::new(job.engine.concurrent_groups.max(1)));
-        // Once a group has failed nothing will be committed, so the groups still waiting for a
-        // permit are not started (a failing source no longer costs the whole run's time); the
-        // error names them. A group that only fails validation does not stop the others: the
-        // run reports every group's rules at once.
-        let failed = Arc::new(AtomicBool::new(false));
+        // Once a group has failed nothing will be committed: its task closes the semaphore, so
+        // the groups still waiting for a permit are not started (a failing source no longer
+        // costs the whole run's time) and the error names them. A group that only fails
+        // validation does not stop the others: the run reports every group's rules at once.
         let mut not_started = Vec::new();
         for (group, config, previous, key) in pending {
             let ctx = ctx
@@ -217,16 +215,11 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
                 .expect("a session exists when a group is pending");
             let store = store.clone();
             let (range, dry_run) = (job.range, job.dry_run);
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore never closed");
-            if failed.load(Ordering::Acquire) {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
                 not_started.push(group);
                 continue;
-            }
-            let failed = failed.clone();
+            };
+            let permits = permits.clone();
             let task = async move {
                 let _permit = permit;
                 let started = Instant::now();
@@ -241,8 +234,10 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
                     key,
                 )
                 .await;
-                // Set before the permit is returned, so the next group to start sees it.
-                failed.fetch_or(staged.is_err(), Ordering::Release);
+                // Closed before this task's permit is returned, so no group starts after it.
+                if staged.is_err() {
+                    permits.close();
+                }
                 let mut staged = staged?;
                 staged.seconds = started.elapsed().as_secs_f64();
                 Ok::<_, Error>((group, staged))

@@ -59,7 +59,8 @@ impl EngineOptions {
 fn session_config(options: &EngineOptions, groups: usize) -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_target_partitions(options.partitions(groups))
-        .with_batch_size(64 * 1024);
+        .with_batch_size(64 * 1024)
+        .with_extension(Arc::new(crate::source::SourceChecks::default()));
     // Parquet strings are read as Utf8View (DataFusion's default, kept on purpose): decoding
     // makes views into the dictionary page instead of copying every value, and short strings
     // (airport codes) are grouped and joined by comparing 16-byte views, not bytes (flights:
@@ -307,6 +308,9 @@ pub async fn explain(
         .explain(false, analyze)
         .map_err(sql_err)?
         .collect()
+        .await
+        .map_err(exec_err)?;
+    crate::source::ordered_sources_checked(&ctx.copied_config())
         .await
         .map_err(exec_err)?;
     let mut out = String::new();

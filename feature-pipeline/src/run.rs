@@ -550,6 +550,10 @@ async fn compute_group(
             last_log = Instant::now();
         }
     }
+    // The rows may come from a source whose order check is still running.
+    crate::source::ordered_sources_checked(&ctx.copied_config())
+        .await
+        .map_err(exec_err)?;
     if rows == 0 {
         return Err(Error::Empty {
             group: group.to_string(),

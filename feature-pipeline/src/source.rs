@@ -1,8 +1,10 @@
 //! Sources: the repository's raw tables, registered with the query engine.
 //!
 //! A source declared `ordered_by` is checked once per session, reading only that column in
-//! file order, when a group's plan first scans it (a run whose groups do not read the source
-//! does not read it). A source with a `row_index` is registered as an
+//! file order. The check starts in the background when a group's plan first scans the source
+//! (a run whose groups do not read the source does not read it), so the scans do not wait for
+//! it; every group waits for the checks started so far before its output can be committed
+//! ([`ordered_sources_checked`]). A source with a `row_index` is registered as an
 //! [`IndexedTable`]: a scan that uses the index reads the file in order on one partition and
 //! numbers the rows; a scan that does not is the raw table's own scan (parallel, reading only
 //! the projected columns).
@@ -222,11 +224,57 @@ fn display(array: &ArrayRef, i: usize) -> String {
     arrow::util::display::array_value_to_string(array, i).unwrap_or_else(|_| "?".into())
 }
 
-/// A source's `ordered_by` rule (values ascending in file order, no nulls), checked on the
-/// first scan of the source in a session (by whichever group plans first; the others wait for
-/// the outcome), so a run whose groups do not read the source does not read it either.
+/// The order checks a session's scans have started, in a [`SessionConfig`] extension so that
+/// scans (which see only the session) can add theirs and groups can wait for them.
+///
+/// [`SessionConfig`]: datafusion::prelude::SessionConfig
+#[derive(Debug, Default)]
+pub struct SourceChecks(std::sync::Mutex<Vec<Arc<SourceCheck>>>);
+
+impl SourceChecks {
+    /// Starts `check` on its own task unless it has been started already.
+    fn start(&self, check: &Arc<SourceCheck>) {
+        let mut started = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if started.iter().any(|c| Arc::ptr_eq(c, check)) {
+            return;
+        }
+        started.push(check.clone());
+        let check = check.clone();
+        tokio::spawn(async move { check.ensure().await });
+    }
+}
+
+/// Waits for every order check started in the session `config` so far; the first broken
+/// rule is the error. A group calls it once its query has run: every source its rows came from
+/// (directly or through a cached view) was scanned, so its check was started, by then.
+pub async fn ordered_sources_checked(config: &datafusion::prelude::SessionConfig) -> DfResult<()> {
+    let Some(checks) = config.get_extension::<SourceChecks>() else {
+        return Ok(());
+    };
+    let started: Vec<Arc<SourceCheck>> = checks.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for check in started {
+        check.ensure().await?;
+    }
+    Ok(())
+}
+
+/// Starts `check` in the session behind `state` (on the spot when the session has no
+/// registry: then nothing would wait for it later).
+async fn start_check(state: &dyn Session, check: &Arc<SourceCheck>) -> DfResult<()> {
+    match state.config().get_extension::<SourceChecks>() {
+        Some(checks) => {
+            checks.start(check);
+            Ok(())
+        }
+        None => check.ensure().await,
+    }
+}
+
+/// A source's `ordered_by` rule (values ascending in file order, no nulls), started by the
+/// first scan of the source in a session, so a run whose groups do not read the source does
+/// not read it either.
 #[derive(Debug)]
-struct SourceCheck {
+pub struct SourceCheck {
     column: String,
     in_file_order: DataFrame,
     /// `source "name" (path)`, for errors.
@@ -324,7 +372,7 @@ impl SourceCheck {
 }
 
 /// A source with a declared order and no row index: the raw table (read in parallel, with
-/// its own projection and filter pushdown) once the order is checked.
+/// its own projection and filter pushdown), its order check started by the first scan.
 #[derive(Debug)]
 struct CheckedTable {
     raw: Arc<dyn TableProvider>,
@@ -355,7 +403,7 @@ impl TableProvider for CheckedTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.check.ensure().await?;
+        start_check(state, &self.check).await?;
         self.raw.scan(state, projection, filters, limit).await
     }
 }
@@ -389,7 +437,7 @@ impl TableProvider for IndexedTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         if let Some(check) = &self.check {
-            check.ensure().await?;
+            start_check(state, check).await?;
         }
         let projection: Vec<usize> = match projection {
             Some(p) => p.clone(),

@@ -82,6 +82,28 @@ async fn timestamps_out_of_order() {
     assert!(!f.tables().await.is_empty());
 }
 
+/// Scans do not wait for the order check: it runs beside them and every group waits for it
+/// before its output can be committed. A group that reads the source only through a cached
+/// view (whose rows are computed, and the source scanned, outside the group's own plan) still
+/// fails, and commits nothing, on an out-of-order source.
+#[tokio::test]
+async fn out_of_order_rows_read_through_a_cached_view_fail_the_run() {
+    let ordered = WINDOW_CONFIG
+        .replace(
+            "path = \"events.csv\"",
+            "path = \"events.csv\"\nordered_by = \"ts\"",
+        )
+        .replace("[views.daily]\n", "[views.daily]\ncache = true\n");
+    assert!(ordered.contains("cache = true") && ordered.contains("ordered_by"));
+    let backwards = events_csv(&[("a", 0, 1.0), ("a", 2, 2.0), ("b", 1, 3.0)]);
+    let f = Fixture::new(&ordered, &[("events.csv", &backwards)]);
+    fails(&f, Exit::BadInput, &["events.csv", "row 2", "ordered_by"]).await;
+
+    let f = Fixture::new(&ordered, &[("events.csv", &good_events())]);
+    build_features(&f.store, &f.job()).await.unwrap();
+    assert_eq!(f.tables().await, vec!["trailing".to_string()]);
+}
+
 /// 140,000 events of key `a`, 5,000 a day in day order, except that the row at `broken` (if
 /// any) is a day earlier than the row before it.
 fn long_events(broken: Option<usize>) -> String {

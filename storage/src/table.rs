@@ -274,6 +274,20 @@ pub fn micros_range(array: &ArrayRef) -> Result<Option<(i64, i64)>> {
     Ok(Some((micros(lo)?, micros(hi)?)))
 }
 
+/// [`micros_range`] as floats, for statistics, where it never fails: a value whose
+/// microseconds overflow an `i64` (a date past the year 294,000) becomes its product in
+/// floating point instead of an error, so one such value cannot drop a column's range.
+/// `None` for an all-null array or a type that is not a date or time stamp.
+pub fn micros_range_f64(array: &ArrayRef) -> Option<(f64, f64)> {
+    let scale = micros_scale(array.data_type()).ok()?;
+    let (lo, hi) = (scale.stored_range)(array)?;
+    let micros = |v: i64| match v.checked_mul(scale.factor) {
+        Some(v) => (v / scale.divisor) as f64,
+        None => v as f64 * scale.factor as f64 / scale.divisor as f64,
+    };
+    Some((micros(lo), micros(hi)))
+}
+
 /// Writes the data files of one commit; nothing is visible until [`Store::commit_table`].
 pub struct TableWriter {
     store: Store,
@@ -817,6 +831,11 @@ mod tests {
                     .ok();
                 let range = micros_range(&array).ok();
                 assert_eq!(range, expected, "case {case}: {:?}", array.data_type());
+                // Where the integers do not overflow, the float range is theirs.
+                if let Some(Some((lo, hi))) = range {
+                    let floats = micros_range_f64(&array);
+                    assert_eq!(floats, Some((lo as f64, hi as f64)), "case {case}");
+                }
             }
         }
         let huge: ArrayRef = Arc::new(TimestampSecondArray::from(vec![0, i64::MAX / 1000]));

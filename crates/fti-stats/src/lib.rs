@@ -104,9 +104,9 @@ impl ColumnProfiler {
             }
             Kind::Temporal => {
                 self.count += (array.len() - array.null_count()) as u64;
-                if let Ok(Some((min, max))) = storage::table::micros_range(array) {
-                    self.min = self.min.min(min as f64);
-                    self.max = self.max.max(max as f64);
+                if let Some((min, max)) = storage::table::micros_range_f64(array) {
+                    self.min = self.min.min(min);
+                    self.max = self.max.max(max);
                 }
             }
             Kind::Categorical => {
@@ -673,6 +673,32 @@ mod tests {
         let mut p = ColumnProfiler::new(&DataType::Float64);
         p.update(&(Arc::new(Float64Array::from(values.to_vec())) as ArrayRef));
         p.finish()
+    }
+
+    /// Date and time-stamp columns get their range in microseconds since the epoch, over
+    /// every batch: a date too far out for an `i64` of microseconds still counts (as a
+    /// float) instead of dropping its batch from the range.
+    #[test]
+    fn temporal_range_spans_every_batch_in_microseconds() {
+        use arrow::array::{Date32Array, TimestampNanosecondArray};
+        let mut dates = ColumnProfiler::new(&DataType::Date32);
+        for batch in [vec![Some(3), None, Some(-2)], vec![Some(i32::MAX), Some(0)]] {
+            dates.update(&(Arc::new(Date32Array::from(batch)) as ArrayRef));
+        }
+        let s = dates.finish().stats;
+        assert_eq!((s.count, s.null_count), (4, 1));
+        assert_eq!(s.min, Some(-2.0 * 86_400_000_000.0));
+        assert_eq!(s.max, Some(f64::from(i32::MAX) * 86_400_000_000.0));
+
+        // Nanoseconds truncate toward zero, as the event-time range of a commit does.
+        let mut times = ColumnProfiler::new(&DataType::Timestamp(
+            arrow::datatypes::TimeUnit::Nanosecond,
+            None,
+        ));
+        let array: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![-5_500, 1_999]));
+        times.update(&array);
+        let s = times.finish().stats;
+        assert_eq!((s.min, s.max), (Some(-5.0), Some(1.0)));
     }
 
     #[test]

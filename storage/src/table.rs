@@ -188,6 +188,13 @@ struct MicrosScale {
     stored_range: fn(&ArrayRef) -> Option<(i64, i64)>,
 }
 
+impl MicrosScale {
+    /// A stored integer in microseconds, as [`to_micros`] gives it; `None` on overflow.
+    fn micros(&self, stored: i64) -> Option<i64> {
+        stored.checked_mul(self.factor).map(|v| v / self.divisor)
+    }
+}
+
 fn micros_scale(data_type: &DataType) -> Result<MicrosScale> {
     let scale = |factor, divisor, stored_range| MicrosScale {
         factor,
@@ -262,14 +269,12 @@ pub fn micros_range(array: &ArrayRef) -> Result<Option<(i64, i64)>> {
         return Ok(None);
     };
     let micros = |v: i64| {
-        v.checked_mul(scale.factor)
-            .map(|v| v / scale.divisor)
-            .ok_or_else(|| {
-                event_time_err(arrow::error::ArrowError::ArithmeticOverflow(format!(
-                    "Overflow happened on: {v:?} * {:?}",
-                    scale.factor
-                )))
-            })
+        scale.micros(v).ok_or_else(|| {
+            event_time_err(arrow::error::ArrowError::ArithmeticOverflow(format!(
+                "Overflow happened on: {v:?} * {:?}",
+                scale.factor
+            )))
+        })
     };
     Ok(Some((micros(lo)?, micros(hi)?)))
 }
@@ -281,8 +286,8 @@ pub fn micros_range(array: &ArrayRef) -> Result<Option<(i64, i64)>> {
 pub fn micros_range_f64(array: &ArrayRef) -> Option<(f64, f64)> {
     let scale = micros_scale(array.data_type()).ok()?;
     let (lo, hi) = (scale.stored_range)(array)?;
-    let micros = |v: i64| match v.checked_mul(scale.factor) {
-        Some(v) => (v / scale.divisor) as f64,
+    let micros = |v: i64| match scale.micros(v) {
+        Some(micros) => micros as f64,
         None => v as f64 * scale.factor as f64 / scale.divisor as f64,
     };
     Some((micros(lo), micros(hi)))

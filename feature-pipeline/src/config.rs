@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use arrow::array::{ArrayRef, StringArray};
+use arrow::compute::CastOptions;
+use arrow::datatypes::DataType;
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use storage::{Name, NameKind, Severity};
 
 use crate::error::{Error, Result};
@@ -166,10 +169,55 @@ pub struct RuleConfig {
     pub columns: Option<Vec<String>>,
     pub min: Option<f64>,
     pub max: Option<f64>,
-    pub values: Option<Vec<String>>,
+    pub values: Option<Vec<AllowedValue>>,
     pub method: Option<DriftMethod>,
     #[serde(default)]
     pub severity: SeverityConfig,
+}
+
+/// One value of an `allowed_values` rule: a TOML string, integer, float or boolean. Values
+/// are compared as the column's type, not as text: `1`, `"1"` and `1.0` are the same value of
+/// a float column, and a date column takes `"2001-07-02"`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum AllowedValue {
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl AllowedValue {
+    fn text(&self) -> String {
+        match self {
+            AllowedValue::Bool(b) => b.to_string(),
+            AllowedValue::Integer(i) => i.to_string(),
+            AllowedValue::Float(f) => f.to_string(),
+            AllowedValue::Text(s) => s.clone(),
+        }
+    }
+}
+
+/// The values of an `allowed_values` rule as an array of `data_type`, or which value is not
+/// one (by Arrow's cast from text: `"x"` is not an int64, `"2001-02-30"` not a date32).
+pub fn allowed_array(values: &[AllowedValue], data_type: &DataType) -> Result<ArrayRef, String> {
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let cast = |values: &[AllowedValue]| {
+        let text: StringArray = values.iter().map(|v| Some(v.text())).collect();
+        arrow::compute::cast_with_options(&text, data_type, &strict)
+    };
+    cast(values).map_err(|e| {
+        let bad = values
+            .iter()
+            .find(|v| cast(std::slice::from_ref(*v)).is_err());
+        match bad {
+            Some(v) => format!("allowed value {:?} is not of type {data_type}", v.text()),
+            None => format!("allowed values are not of type {data_type}: {e}"),
+        }
+    })
 }
 
 /// A loaded config file with what is needed to resolve relative paths and hash it.
@@ -341,6 +389,32 @@ impl FeatureRepo {
                 if let Some(column) = &rule.column {
                     check_column(column, &at_rule, &mut problems);
                 }
+                // Allowed values must be values of the column's declared type.
+                let declared_type = declared
+                    .iter()
+                    .flatten()
+                    .find(|c| Some(&c.name) == rule.column.as_ref())
+                    .and_then(|c| storage::types::parse_type(&c.config.data_type).ok());
+                if let (Some(values), Some(data_type)) = (&rule.values, &declared_type)
+                    && let Err(e) = allowed_array(values, data_type)
+                {
+                    problems.push(format!("{at}.{at_rule}.values: {e}"));
+                }
+                if rule.rule == RuleKind::Drift
+                    && let Some(data_type) = declared_type.as_ref().filter(|t| !t.is_numeric())
+                {
+                    problems.push(format!(
+                        "{at}.{at_rule}: drift is measured on numeric columns, not {data_type}"
+                    ));
+                }
+                if rule.rule == RuleKind::Range
+                    && let Some(data_type) =
+                        declared_type.filter(|t| !t.is_numeric() && !storage::types::is_temporal(t))
+                {
+                    problems.push(format!(
+                        "{at}.{at_rule}: range applies to numbers, dates and time stamps, not {data_type}"
+                    ));
+                }
                 if rule.rule == RuleKind::RequiredColumns {
                     for column in rule.columns.iter().flatten() {
                         check_column(column, &at_rule, &mut problems);
@@ -441,6 +515,74 @@ pub fn parse_sql(sql: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::FeatureRepo;
+
+    /// `check` rejects an allowed value that is not of its column's declared type, naming
+    /// the rule and the value, and takes TOML numbers, booleans and strings that are.
+    #[test]
+    fn check_reads_allowed_values_as_the_declared_type() {
+        let repo = |values: &str| {
+            let text = format!(
+                r#"
+[groups.g]
+entity_keys = ["k"]
+event_time = "t"
+sql = "SELECT k, t, n, x, b FROM s"
+[groups.g.columns]
+k = {{ type = "int64" }}
+t = {{ type = "date32[day]" }}
+n = {{ type = "int64" }}
+x = {{ type = "double" }}
+b = {{ type = "bool" }}
+[[groups.g.rules]]
+rule = "allowed_values"
+column = "n"
+values = {values}
+[[groups.g.rules]]
+rule = "allowed_values"
+column = "x"
+values = [0.5, 1, "2"]
+[[groups.g.rules]]
+rule = "allowed_values"
+column = "b"
+values = [true]
+"#
+            );
+            toml::from_str::<FeatureRepo>(&text).unwrap().problems()
+        };
+        assert_eq!(repo("[1, \"2\"]"), Vec::<String>::new());
+        assert_eq!(
+            repo("[1, \"two\", 3.5]"),
+            [
+                r#"groups.g.rules[0] (AllowedValues).values: allowed value "two" is not of type Int64"#
+            ]
+        );
+    }
+
+    /// `check` rejects drift and range rules on a column declared with a type they cannot
+    /// measure (a date takes `range`).
+    #[test]
+    fn check_rejects_rules_their_column_type_cannot_take() {
+        let text = r#"
+[groups.g]
+entity_keys = ["k"]
+event_time = "t"
+sql = "SELECT k, t, s FROM src"
+columns = { k = { type = "int64" }, t = { type = "date32[day]" }, s = { type = "string" } }
+rules = [
+  { rule = "drift", column = "s", method = "psi", max = 0.2 },
+  { rule = "range", column = "s", min = 0 },
+  { rule = "range", column = "t", min = 0 },
+]
+"#;
+        let problems = toml::from_str::<FeatureRepo>(text).unwrap().problems();
+        assert_eq!(
+            problems,
+            [
+                "groups.g.rules[0] (Drift): drift is measured on numeric columns, not Utf8",
+                "groups.g.rules[1] (Range): range applies to numbers, dates and time stamps, not Utf8",
+            ]
+        );
+    }
 
     /// Groups keep the order of the file (a run starts them in it), not name order.
     #[test]

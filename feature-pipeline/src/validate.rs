@@ -6,13 +6,14 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Schema};
 use arrow::row::{RowConverter, SortField};
 use serde_json::json;
+use storage::types::is_temporal;
 use storage::{RuleResult, TableStatistics, ValidationReport};
 
-use crate::config::{DriftMethod, GroupConfig, RuleConfig, RuleKind};
+use crate::config::{AllowedValue, DriftMethod, GroupConfig, RuleConfig, RuleKind};
 
 /// Streaming state of a group's rules.
 pub struct Validator {
@@ -38,12 +39,59 @@ pub struct Validator {
     allowed: HashMap<usize, AllowedState>,
 }
 
+/// An `allowed_values` rule: its values encoded in the row format for the column's type, so
+/// that membership is typed equality whatever the type (strings, numbers, dates).
 struct AllowedState {
-    values: HashSet<String>,
+    values: Vec<AllowedValue>,
+    encoded: Option<EncodedValues>,
     violations: u64,
     example: Option<String>,
-    /// Why a batch's values could not be read as strings; the rule then fails.
+    /// Why a batch's values could not be checked (an allowed value that is not of the
+    /// column's type, a type the row format cannot encode); the rule then fails.
     unchecked: Option<String>,
+}
+
+/// Allowed values encoded for one column type: the type, its encoder and the encoded values.
+type EncodedValues = (DataType, RowConverter, HashSet<Box<[u8]>>);
+
+impl AllowedState {
+    fn update(&mut self, column: &ArrayRef) {
+        if let Err(e) = self.check(column) {
+            self.unchecked.get_or_insert(e);
+        }
+    }
+
+    fn check(&mut self, column: &ArrayRef) -> Result<(), String> {
+        let data_type = column.data_type();
+        if self.encoded.as_ref().is_none_or(|(t, _, _)| t != data_type) {
+            let allowed = crate::config::allowed_array(&self.values, data_type)?;
+            let converter = RowConverter::new(vec![SortField::new(data_type.clone())])
+                .map_err(|e| e.to_string())?;
+            let rows = converter
+                .convert_columns(&[allowed])
+                .map_err(|e| e.to_string())?;
+            let set = rows.iter().map(|r| r.as_ref().into()).collect();
+            self.encoded = Some((data_type.clone(), converter, set));
+        }
+        let Some((_, converter, set)) = &self.encoded else {
+            return Ok(());
+        };
+        let rows = converter
+            .convert_columns(std::slice::from_ref(column))
+            .map_err(|e| e.to_string())?;
+        for (i, row) in rows.iter().enumerate() {
+            if column.is_valid(i) && !set.contains(row.as_ref()) {
+                self.violations += 1;
+                if self.example.is_none() {
+                    let format = arrow::util::display::FormatOptions::default();
+                    self.example = arrow::util::display::ArrayFormatter::try_new(column, &format)
+                        .map(|f| f.value(i).to_string())
+                        .ok();
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Validator {
@@ -86,6 +134,7 @@ impl Validator {
                     i,
                     AllowedState {
                         values,
+                        encoded: None,
                         violations: 0,
                         example: None,
                         unchecked: None,
@@ -153,19 +202,7 @@ impl Validator {
             else {
                 continue;
             };
-            let strings = match arrow::compute::cast(column, &DataType::Utf8) {
-                Ok(strings) => strings,
-                Err(e) => {
-                    state.unchecked.get_or_insert_with(|| e.to_string());
-                    continue;
-                }
-            };
-            for value in strings.as_string::<i32>().iter().flatten() {
-                if !state.values.contains(value) {
-                    state.violations += 1;
-                    state.example.get_or_insert_with(|| value.to_string());
-                }
-            }
+            state.update(column);
         }
     }
 
@@ -250,7 +287,29 @@ impl Validator {
         for (i, rule) in self.rules.iter().enumerate() {
             let column = rule.column.clone();
             let col_stats = column.as_deref().and_then(|c| stats.columns.get(c));
+            let data_type = column
+                .as_deref()
+                .and_then(|c| schema.field_with_name(c).ok())
+                .map(|f| f.data_type());
             let (passed, measured, limit, what) = match rule.rule {
+                // A rule on a column the group does not output checks nothing: it fails.
+                _ if column.is_some() && data_type.is_none() => (
+                    false,
+                    json!(null),
+                    json!(null),
+                    "no such column in the group's output".to_string(),
+                ),
+                RuleKind::Range if !data_type.is_some_and(|t| t.is_numeric() || is_temporal(t)) => {
+                    (
+                        false,
+                        json!(null),
+                        json!(null),
+                        format!(
+                            "range applies to numbers, dates and time stamps, not {}",
+                            data_type.map(ToString::to_string).unwrap_or_default()
+                        ),
+                    )
+                }
                 RuleKind::RequiredColumns => {
                     let missing: Vec<&String> = rule
                         .columns
@@ -362,6 +421,17 @@ impl Validator {
                     let sample = samples.get(column.as_deref().unwrap_or_default());
                     let max = rule.max.unwrap_or(f64::INFINITY);
                     match (reference, sample) {
+                        // PSI and KS compare histograms of numbers; any other column would
+                        // have no histogram and pass as if it had no previous version.
+                        _ if !data_type.is_some_and(DataType::is_numeric) => (
+                            false,
+                            json!(null),
+                            json!(format!("<= {max}")),
+                            format!(
+                                "drift is measured on numeric columns, not {}",
+                                data_type.map(ToString::to_string).unwrap_or_default()
+                            ),
+                        ),
                         (Some(reference), Some(sample)) => {
                             let value = match rule.method {
                                 Some(DriftMethod::Ks) => fti_stats::ks(reference, sample),
@@ -465,6 +535,154 @@ rules = [{ rule = "unique_key" }]
 "#,
         )
         .unwrap()
+    }
+
+    /// The results of a group's `rules` over `batches`, the first batch's schema standing for
+    /// the declared one.
+    fn rule_results(rules: &str, batches: &[RecordBatch]) -> Vec<RuleResult> {
+        let config: GroupConfig = toml::from_str(&format!(
+            "entity_keys = [\"k\"]\nevent_time = \"t\"\nsql = \"unused\"\n{rules}"
+        ))
+        .unwrap();
+        let schema = batches[0].schema();
+        let mut validator = Validator::new("g", &config, &schema, &[]);
+        let mut profiler = fti_stats::TableProfiler::new(&schema);
+        for batch in batches {
+            validator.update(batch);
+            profiler.update(batch);
+        }
+        let (stats, samples) = profiler.finish();
+        validator.finish(&schema, &stats, &samples, None).rules
+    }
+
+    fn one_column(name: &str, column: ArrayRef) -> RecordBatch {
+        RecordBatch::try_from_iter([(name, column)]).unwrap()
+    }
+
+    /// Allowed values are compared as the column's type, not as text: `1`, `"1"` and `1.0`
+    /// are one value of a float column, a date column takes ISO dates, strings match
+    /// exactly in every encoding, and nulls are left to `not_null`. The count and the first
+    /// value outside the set are those of a direct look at the rows, and the message names
+    /// the group, column, rule, measured value and limit.
+    #[test]
+    fn allowed_values_compare_as_the_column_type() {
+        use arrow::array::{Date32Array, Float64Array, Int64Array, StringViewArray};
+        let rules = r#"
+rules = [
+  { rule = "allowed_values", column = "n", values = [1, "2"] },
+  { rule = "allowed_values", column = "x", values = [0.5, 1] },
+  { rule = "allowed_values", column = "d", values = ["2001-01-01"] },
+  { rule = "allowed_values", column = "s", values = ["ORD", "SFO"] },
+]"#;
+        let batch = |n: Vec<Option<i64>>, x: Vec<f64>, d: Vec<i32>, s: ArrayRef| {
+            RecordBatch::try_from_iter([
+                ("n", Arc::new(Int64Array::from(n)) as ArrayRef),
+                ("x", Arc::new(Float64Array::from(x)) as ArrayRef),
+                ("d", Arc::new(Date32Array::from(d)) as ArrayRef),
+                ("s", s),
+            ])
+            .unwrap()
+        };
+        // 2001-01-01 is day 11323 since the epoch.
+        let first = batch(
+            vec![Some(1), None, Some(2)],
+            vec![0.5, 1.0, 1.0],
+            vec![11323, 11323, 11323],
+            Arc::new(StringViewArray::from(vec!["ORD", "SFO", "ORD"])),
+        );
+        let second = batch(
+            vec![Some(3), Some(2), Some(30)],
+            vec![1.0, 2.0, 0.5],
+            vec![11323, 11324, 11325],
+            Arc::new(StringArray::from(vec![Some("SFO"), None, Some("sfo")])),
+        );
+        let results = rule_results(rules, &[first, second]);
+        let summary: Vec<(bool, serde_json::Value, &str)> = results
+            .iter()
+            .map(|r| (r.passed, r.measured.clone(), r.message.as_str()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    false,
+                    json!(2),
+                    r#"group "g" column "n": rule allowed_values failed: values outside the allowed set (e.g. "3"): measured 2, limit [1,"2"]"#
+                ),
+                (
+                    false,
+                    json!(1),
+                    r#"group "g" column "x": rule allowed_values failed: values outside the allowed set (e.g. "2.0"): measured 1, limit [0.5,1]"#
+                ),
+                (
+                    false,
+                    json!(2),
+                    r#"group "g" column "d": rule allowed_values failed: values outside the allowed set (e.g. "2001-01-02"): measured 2, limit ["2001-01-01"]"#
+                ),
+                (
+                    false,
+                    json!(1),
+                    r#"group "g" column "s": rule allowed_values failed: values outside the allowed set (e.g. "sfo"): measured 1, limit ["ORD","SFO"]"#
+                ),
+            ]
+        );
+        assert_eq!(results[0].limit, json!([1, "2"]));
+        // A column whose values are all allowed (nulls aside) passes.
+        let all_allowed = one_column(
+            "n",
+            Arc::new(Int64Array::from(vec![Some(2), None, Some(1)])),
+        );
+        let results = rule_results(
+            r#"rules = [{ rule = "allowed_values", column = "n", values = [1, "2"] }]"#,
+            &[all_allowed],
+        );
+        assert!(results[0].passed, "{results:?}");
+    }
+
+    /// A rule that cannot measure its column fails, saying why, instead of passing with
+    /// nothing checked: a column the group does not output, `range` on strings (a date
+    /// takes it), `drift` on strings (which would pass as if there were no previous
+    /// version), an allowed value that is not of the column's type.
+    #[test]
+    fn rules_that_cannot_check_their_column_fail() {
+        use arrow::array::{Date32Array, Int64Array};
+        let rules = r#"rules = [
+  { rule = "not_null", column = "nope" },
+  { rule = "range", column = "s", min = 0 },
+  { rule = "range", column = "d", min = 0 },
+  { rule = "drift", column = "s", method = "psi", max = 0.25 },
+  { rule = "allowed_values", column = "n", values = [1, "one"] },
+]"#;
+        let batch = RecordBatch::try_from_iter([
+            ("s", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
+            ("d", Arc::new(Date32Array::from(vec![1])) as ArrayRef),
+            ("n", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
+        ])
+        .unwrap();
+        let results = rule_results(rules, &[batch]);
+        let outcome: Vec<(bool, &str)> = results
+            .iter()
+            .map(|r| (r.passed, r.message.split(": ").nth(2).unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            outcome,
+            [
+                (false, "no such column in the group's output"),
+                (
+                    false,
+                    "range applies to numbers, dates and time stamps, not Utf8"
+                ),
+                (true, "values out of range"),
+                (false, "drift is measured on numeric columns, not Utf8"),
+                (false, "values could not be checked"),
+            ]
+        );
+        assert!(
+            results[4]
+                .message
+                .contains(r#"allowed value "one" is not of type Int64"#),
+            "{results:?}"
+        );
     }
 
     /// A batch whose keys the row encoder cannot read fails `unique_key`, naming why,

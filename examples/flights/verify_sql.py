@@ -121,8 +121,12 @@ def check_rule(rule: dict, table: pa.Table, group: dict) -> dict:
                 ok &= hi <= rule["max"]
             out.update(passed=bool(ok), measured=[lo, hi])
         elif kind == "allowed_values":
+            # Compared as the column's type, like feature-pipeline: the allowed values are
+            # cast from text to it (1 and 1.0 are one float; a date takes "2001-07-02").
+            text = [str(v).lower() if isinstance(v, bool) else str(v) for v in rule["values"]]
+            allowed = set(pa.array(text).cast(col().type).to_pylist())
             seen = set(pc.unique(col().drop_null()).to_pylist())
-            bad = sorted(seen - set(rule["values"]), key=str)[:10]
+            bad = sorted(seen - allowed, key=str)[:10]
             out.update(passed=not bad, measured=bad)
         elif kind == "row_count":
             n = table.num_rows

@@ -408,11 +408,19 @@ impl FeatureRepo {
                     ));
                 }
                 if rule.rule == RuleKind::Range
-                    && let Some(data_type) =
-                        declared_type.filter(|t| !t.is_numeric() && !storage::types::is_temporal(t))
+                    && let Some(data_type) = declared_type
+                        .as_ref()
+                        .filter(|t| !t.is_numeric() && !storage::types::is_temporal(t))
                 {
                     problems.push(format!(
                         "{at}.{at_rule}: range applies to numbers, dates and time stamps, not {data_type}"
+                    ));
+                }
+                if rule.rule == RuleKind::Finite
+                    && let Some(data_type) = declared_type.filter(|t| !t.is_numeric())
+                {
+                    problems.push(format!(
+                        "{at}.{at_rule}: finite applies to numbers, not {data_type}"
                     ));
                 }
                 if rule.rule == RuleKind::RequiredColumns {
@@ -558,8 +566,8 @@ values = [true]
         );
     }
 
-    /// `check` rejects drift and range rules on a column declared with a type they cannot
-    /// measure (a date takes `range`).
+    /// `check` rejects drift, range and finite rules on a column declared with a type they
+    /// cannot measure (a date takes `range`).
     #[test]
     fn check_rejects_rules_their_column_type_cannot_take() {
         let text = r#"
@@ -572,6 +580,7 @@ rules = [
   { rule = "drift", column = "s", method = "psi", max = 0.2 },
   { rule = "range", column = "s", min = 0 },
   { rule = "range", column = "t", min = 0 },
+  { rule = "finite", column = "s" },
 ]
 "#;
         let problems = toml::from_str::<FeatureRepo>(text).unwrap().problems();
@@ -580,6 +589,7 @@ rules = [
             [
                 "groups.g.rules[0] (Drift): drift is measured on numeric columns, not Utf8",
                 "groups.g.rules[1] (Range): range applies to numbers, dates and time stamps, not Utf8",
+                "groups.g.rules[3] (Finite): finite applies to numbers, not Utf8",
             ]
         );
     }

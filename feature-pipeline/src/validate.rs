@@ -299,6 +299,15 @@ impl Validator {
                     json!(null),
                     "no such column in the group's output".to_string(),
                 ),
+                RuleKind::Finite if !data_type.is_some_and(DataType::is_numeric) => (
+                    false,
+                    json!(null),
+                    json!(0),
+                    format!(
+                        "finite applies to numbers, not {}",
+                        data_type.map(ToString::to_string).unwrap_or_default()
+                    ),
+                ),
                 RuleKind::Range if !data_type.is_some_and(|t| t.is_numeric() || is_temporal(t)) => {
                     (
                         false,
@@ -642,7 +651,8 @@ rules = [
     /// A rule that cannot measure its column fails, saying why, instead of passing with
     /// nothing checked: a column the group does not output, `range` on strings (a date
     /// takes it), `drift` on strings (which would pass as if there were no previous
-    /// version), an allowed value that is not of the column's type.
+    /// version), an allowed value that is not of the column's type, `finite` on strings
+    /// (an integer column takes it).
     #[test]
     fn rules_that_cannot_check_their_column_fail() {
         use arrow::array::{Date32Array, Int64Array};
@@ -652,6 +662,8 @@ rules = [
   { rule = "range", column = "d", min = 0 },
   { rule = "drift", column = "s", method = "psi", max = 0.25 },
   { rule = "allowed_values", column = "n", values = [1, "one"] },
+  { rule = "finite", column = "s" },
+  { rule = "finite", column = "n" },
 ]"#;
         let batch = RecordBatch::try_from_iter([
             ("s", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
@@ -675,6 +687,8 @@ rules = [
                 (true, "values out of range"),
                 (false, "drift is measured on numeric columns, not Utf8"),
                 (false, "values could not be checked"),
+                (false, "finite applies to numbers, not Utf8"),
+                (true, "NaN or infinite values"),
             ]
         );
         assert!(

@@ -93,6 +93,9 @@ def check_rule(rule: dict, table: pa.Table, group: dict) -> dict:
     kind, column = rule["rule"], rule.get("column")
     out = {"rule": kind, "column": column, "severity": rule.get("severity", "error")}
 
+    def is_number(t):
+        return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
     def col():
         if column not in table.column_names:
             raise KeyError(f"no column {column!r}")
@@ -113,6 +116,9 @@ def check_rule(rule: dict, table: pa.Table, group: dict) -> dict:
             out.update(passed=frac <= rule["max"], measured=round(frac, 6))
         elif kind == "range":
             values = col()
+            if not (is_number(values.type)
+                    or pa.types.is_date(values.type) or pa.types.is_timestamp(values.type)):
+                raise TypeError(f"range applies to numbers, dates and time stamps, not {values.type}")
             lo, hi = pc.min(values).as_py(), pc.max(values).as_py()
             ok = True
             if "min" in rule and lo is not None:
@@ -123,7 +129,9 @@ def check_rule(rule: dict, table: pa.Table, group: dict) -> dict:
         elif kind == "allowed_values":
             # Compared as the column's type, like feature-pipeline: the allowed values are
             # cast from text to it (1 and 1.0 are one float; a date takes "2001-07-02").
-            text = [str(v).lower() if isinstance(v, bool) else str(v) for v in rule["values"]]
+            text = [str(v).lower() if isinstance(v, bool)
+                    else str(int(v)) if isinstance(v, float) and v.is_integer()
+                    else str(v) for v in rule["values"]]
             allowed = set(pa.array(text).cast(col().type).to_pylist())
             seen = set(pc.unique(col().drop_null()).to_pylist())
             bad = sorted(seen - allowed, key=str)[:10]
@@ -138,6 +146,8 @@ def check_rule(rule: dict, table: pa.Table, group: dict) -> dict:
             out.update(passed=distinct == table.num_rows, measured=table.num_rows - distinct)
         elif kind == "finite":
             values = col().drop_null()
+            if not is_number(values.type):
+                raise TypeError(f"finite applies to numbers, not {values.type}")
             bad = 0
             if pa.types.is_floating(values.type):
                 bad = len(values) - pc.sum(pc.is_finite(values).cast(pa.int64())).as_py() if len(values) else 0
@@ -146,7 +156,8 @@ def check_rule(rule: dict, table: pa.Table, group: dict) -> dict:
             out.update(passed=None, measured=None, message="skipped (needs a previous version)")
         else:
             out.update(passed=False, measured=None, message=f"unknown rule {kind!r}")
-    except KeyError as e:
+    except (KeyError, TypeError, pa.ArrowInvalid) as e:
+        # A rule that cannot measure its column fails, as in feature-pipeline.
         out.update(passed=False, measured=None, message=str(e))
     return out
 

@@ -6,7 +6,9 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
-use arrow::array::{ArrayRef, RecordBatch};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Schema};
 use arrow::row::{RowConverter, SortField};
 use serde_json::json;
@@ -51,6 +53,20 @@ struct AllowedState {
     unchecked: Option<String>,
 }
 
+/// Floats as `f64` with `-0.0` as `0.0` and one NaN: the row format encodes a float's bits,
+/// which would tell apart values that compare equal (`ROUND(-0.2)` is `-0.0`, and a computed
+/// NaN rarely has the bits of a parsed one). Other arrays are returned as they are.
+fn by_value(array: ArrayRef) -> Result<ArrayRef, String> {
+    if !array.data_type().is_floating() {
+        return Ok(array);
+    }
+    let floats = arrow::compute::cast(&array, &DataType::Float64).map_err(|e| e.to_string())?;
+    let floats = floats.as_primitive::<arrow::datatypes::Float64Type>();
+    Ok(Arc::new(floats.unary::<_, arrow::datatypes::Float64Type>(
+        |v| if v.is_nan() { f64::NAN } else { v + 0.0 },
+    )))
+}
+
 /// Allowed values encoded for one column type: the type, its encoder and the encoded values.
 type EncodedValues = (DataType, RowConverter, HashSet<Box<[u8]>>);
 
@@ -64,8 +80,8 @@ impl AllowedState {
     fn check(&mut self, column: &ArrayRef) -> Result<(), String> {
         let data_type = column.data_type();
         if self.encoded.as_ref().is_none_or(|(t, _, _)| t != data_type) {
-            let allowed = crate::config::allowed_array(&self.values, data_type)?;
-            let converter = RowConverter::new(vec![SortField::new(data_type.clone())])
+            let allowed = by_value(crate::config::allowed_array(&self.values, data_type)?)?;
+            let converter = RowConverter::new(vec![SortField::new(allowed.data_type().clone())])
                 .map_err(|e| e.to_string())?;
             let rows = converter
                 .convert_columns(&[allowed])
@@ -77,7 +93,7 @@ impl AllowedState {
             return Ok(());
         };
         let rows = converter
-            .convert_columns(std::slice::from_ref(column))
+            .convert_columns(&[by_value(column.clone())?])
             .map_err(|e| e.to_string())?;
         for (i, row) in rows.iter().enumerate() {
             if column.is_valid(i) && !set.contains(row.as_ref()) {
@@ -569,7 +585,7 @@ rules = [{ rule = "unique_key" }]
     }
 
     /// Allowed values are compared as the column's type, not as text: `1`, `"1"` and `1.0`
-    /// are one value of a float column, a date column takes ISO dates, strings match
+    /// are one value of a float column (and `-0.0` is `0`), a date column takes ISO dates, strings match
     /// exactly in every encoding, and nulls are left to `not_null`. The count and the first
     /// value outside the set are those of a direct look at the rows, and the message names
     /// the group, column, rule, measured value and limit.
@@ -636,6 +652,26 @@ rules = [
             ]
         );
         assert_eq!(results[0].limit, json!([1, "2"]));
+        // Floats are compared by value, not by their bits: -0.0 is the allowed 0, and a NaN
+        // with other bits than the one TOML's `nan` parses to is that NaN.
+        let floats = one_column(
+            "x",
+            Arc::new(Float64Array::from(vec![
+                -0.0,
+                f64::from_bits(0xFFF8_0000_0000_0001),
+                0.0,
+                2.0,
+            ])),
+        );
+        let results = rule_results(
+            r#"rules = [{ rule = "allowed_values", column = "x", values = [0, nan] }]"#,
+            &[floats],
+        );
+        assert_eq!(
+            (results[0].passed, &results[0].measured),
+            (false, &json!(1)),
+            "{results:?}"
+        );
         // A column whose values are all allowed (nulls aside) passes.
         let all_allowed = one_column(
             "n",

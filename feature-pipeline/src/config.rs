@@ -134,6 +134,26 @@ pub enum RuleKind {
     Drift,
 }
 
+impl RuleKind {
+    /// Why a rule of this kind cannot measure a column of `data_type`, if it cannot. Both
+    /// `check` (declared types) and the run (the output's types) fail such a rule.
+    pub fn cannot_measure(self, data_type: &DataType) -> Option<String> {
+        let numeric = data_type.is_numeric();
+        match self {
+            RuleKind::Range if !numeric && !storage::types::is_temporal(data_type) => Some(
+                format!("range applies to numbers, dates and time stamps, not {data_type}"),
+            ),
+            RuleKind::Finite if !numeric => {
+                Some(format!("finite applies to numbers, not {data_type}"))
+            }
+            RuleKind::Drift if !numeric => Some(format!(
+                "drift is measured on numeric columns, not {data_type}"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Drift measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -400,28 +420,8 @@ impl FeatureRepo {
                 {
                     problems.push(format!("{at}.{at_rule}.values: {e}"));
                 }
-                if rule.rule == RuleKind::Drift
-                    && let Some(data_type) = declared_type.as_ref().filter(|t| !t.is_numeric())
-                {
-                    problems.push(format!(
-                        "{at}.{at_rule}: drift is measured on numeric columns, not {data_type}"
-                    ));
-                }
-                if rule.rule == RuleKind::Range
-                    && let Some(data_type) = declared_type
-                        .as_ref()
-                        .filter(|t| !t.is_numeric() && !storage::types::is_temporal(t))
-                {
-                    problems.push(format!(
-                        "{at}.{at_rule}: range applies to numbers, dates and time stamps, not {data_type}"
-                    ));
-                }
-                if rule.rule == RuleKind::Finite
-                    && let Some(data_type) = declared_type.filter(|t| !t.is_numeric())
-                {
-                    problems.push(format!(
-                        "{at}.{at_rule}: finite applies to numbers, not {data_type}"
-                    ));
+                if let Some(problem) = declared_type.and_then(|t| rule.rule.cannot_measure(&t)) {
+                    problems.push(format!("{at}.{at_rule}: {problem}"));
                 }
                 if rule.rule == RuleKind::RequiredColumns {
                     for column in rule.columns.iter().flatten() {

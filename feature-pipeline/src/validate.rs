@@ -12,7 +12,6 @@ use arrow::array::{ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Schema};
 use arrow::row::{RowConverter, SortField};
 use serde_json::json;
-use storage::types::is_temporal;
 use storage::{RuleResult, TableStatistics, ValidationReport};
 
 use crate::config::{AllowedValue, DriftMethod, GroupConfig, RuleConfig, RuleKind};
@@ -307,6 +306,7 @@ impl Validator {
                 .as_deref()
                 .and_then(|c| schema.field_with_name(c).ok())
                 .map(|f| f.data_type());
+            let cannot_measure = data_type.and_then(|t| rule.rule.cannot_measure(t));
             let (passed, measured, limit, what) = match rule.rule {
                 // A rule on a column the group does not output checks nothing: it fails.
                 _ if column.is_some() && data_type.is_none() => (
@@ -315,26 +315,14 @@ impl Validator {
                     json!(null),
                     "no such column in the group's output".to_string(),
                 ),
-                RuleKind::Finite if !data_type.is_some_and(DataType::is_numeric) => (
+                // Nor does one on a type it cannot measure (`drift` on strings has no
+                // histogram and would pass as if there were no previous version).
+                _ if cannot_measure.is_some() => (
                     false,
                     json!(null),
-                    json!(0),
-                    format!(
-                        "finite applies to numbers, not {}",
-                        data_type.map(ToString::to_string).unwrap_or_default()
-                    ),
+                    json!(null),
+                    cannot_measure.clone().unwrap_or_default(),
                 ),
-                RuleKind::Range if !data_type.is_some_and(|t| t.is_numeric() || is_temporal(t)) => {
-                    (
-                        false,
-                        json!(null),
-                        json!(null),
-                        format!(
-                            "range applies to numbers, dates and time stamps, not {}",
-                            data_type.map(ToString::to_string).unwrap_or_default()
-                        ),
-                    )
-                }
                 RuleKind::RequiredColumns => {
                     let missing: Vec<&String> = rule
                         .columns
@@ -446,17 +434,6 @@ impl Validator {
                     let sample = samples.get(column.as_deref().unwrap_or_default());
                     let max = rule.max.unwrap_or(f64::INFINITY);
                     match (reference, sample) {
-                        // PSI and KS compare histograms of numbers; any other column would
-                        // have no histogram and pass as if it had no previous version.
-                        _ if !data_type.is_some_and(DataType::is_numeric) => (
-                            false,
-                            json!(null),
-                            json!(format!("<= {max}")),
-                            format!(
-                                "drift is measured on numeric columns, not {}",
-                                data_type.map(ToString::to_string).unwrap_or_default()
-                            ),
-                        ),
                         (Some(reference), Some(sample)) => {
                             let value = match rule.method {
                                 Some(DriftMethod::Ks) => fti_stats::ks(reference, sample),

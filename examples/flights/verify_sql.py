@@ -125,6 +125,9 @@ def check_rule(rule: dict, table: pa.Table, group: dict) -> dict:
                 ok &= lo >= rule["min"]
             if "max" in rule and hi is not None:
                 ok &= hi <= rule["max"]
+            # min/max take infinities but skip NaN, which is in no range (as feature-pipeline).
+            if pa.types.is_floating(values.type) and ("min" in rule or "max" in rule):
+                ok &= (pc.sum(pc.is_nan(values)).as_py() or 0) == 0
             out.update(passed=bool(ok), measured=[lo, hi])
         elif kind == "allowed_values":
             # Compared as the column's type, like feature-pipeline: the allowed values are

@@ -8,7 +8,7 @@ use std::hash::BuildHasher;
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Schema};
 use arrow::row::{RowConverter, SortField};
 use serde_json::json;
@@ -38,6 +38,39 @@ pub struct Validator {
     /// unchecked.
     unique_unchecked: Option<String>,
     allowed: HashMap<usize, AllowedState>,
+    /// NaN and infinities in the float columns of `range` rules, by rule: the statistics'
+    /// minimum and maximum are over finite values, so they alone would pass an infinity.
+    non_finite: HashMap<usize, NonFinite>,
+}
+
+/// Counts of the values of a float column that are not finite numbers.
+#[derive(Debug, Default, Clone, Copy)]
+struct NonFinite {
+    nan: u64,
+    neg_inf: u64,
+    pos_inf: u64,
+}
+
+impl NonFinite {
+    fn update(&mut self, column: &ArrayRef) {
+        let Ok(values) = arrow::compute::cast(column, &DataType::Float64) else {
+            return;
+        };
+        let values = values.as_primitive::<arrow::datatypes::Float64Type>();
+        let mut count = |v: f64| {
+            if v.is_nan() {
+                self.nan += 1;
+            } else if v == f64::INFINITY {
+                self.pos_inf += 1;
+            } else if v == f64::NEG_INFINITY {
+                self.neg_inf += 1;
+            }
+        };
+        match values.null_count() {
+            0 => values.values().iter().for_each(|&v| count(v)),
+            _ => values.iter().flatten().for_each(count),
+        }
+    }
 }
 
 /// An `allowed_values` rule: its values encoded in the row format for the column's type, so
@@ -157,6 +190,19 @@ impl Validator {
                 )
             })
             .collect();
+        let non_finite = config
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.rule == RuleKind::Range)
+            .filter(|(_, r)| {
+                r.column
+                    .as_deref()
+                    .and_then(|c| schema.field_with_name(c).ok())
+                    .is_some_and(|f| f.data_type().is_floating())
+            })
+            .map(|(i, _)| (i, NonFinite::default()))
+            .collect();
         let sorted_by_whole_key = key_columns.iter().all(|k| sorted_by.contains(k));
         Validator {
             group: group.to_string(),
@@ -172,6 +218,7 @@ impl Validator {
             first_duplicate: None,
             unique_unchecked,
             allowed,
+            non_finite,
         }
     }
 
@@ -218,6 +265,15 @@ impl Validator {
                 continue;
             };
             state.update(column);
+        }
+        for (i, counts) in &mut self.non_finite {
+            if let Some(column) = self.rules[*i]
+                .column
+                .as_deref()
+                .and_then(|c| batch.column_by_name(c))
+            {
+                counts.update(column);
+            }
         }
     }
 
@@ -373,20 +429,35 @@ impl Validator {
                 }
                 RuleKind::Range => {
                     let (lo, hi) = (col_stats.and_then(|s| s.min), col_stats.and_then(|s| s.max));
-                    let below = rule.min.is_some_and(|m| lo.is_some_and(|v| v < m));
-                    let above = rule.max.is_some_and(|m| hi.is_some_and(|v| v > m));
+                    // -inf is below any minimum, +inf above any maximum, and NaN in no range.
+                    let odd = self.non_finite.get(&i).copied().unwrap_or_default();
+                    let nan = if rule.min.is_some() || rule.max.is_some() {
+                        odd.nan
+                    } else {
+                        0
+                    };
+                    let below = rule.min.is_some_and(|m| lo.is_some_and(|v| v < m))
+                        || (rule.min.is_some() && odd.neg_inf > 0);
+                    let above = rule.max.is_some_and(|m| hi.is_some_and(|v| v > m))
+                        || (rule.max.is_some() && odd.pos_inf > 0);
                     let limit = match (rule.min, rule.max) {
                         (Some(a), Some(b)) => format!("[{a}, {b}]"),
                         (Some(a), None) => format!(">= {a}"),
                         (None, Some(b)) => format!("<= {b}"),
                         (None, None) => String::new(),
                     };
-                    (
-                        !below && !above,
-                        json!({"min": lo, "max": hi}),
-                        json!(limit),
-                        "values out of range".to_string(),
-                    )
+                    let mut measured = json!({"min": lo, "max": hi});
+                    let mut what = "values out of range".to_string();
+                    if odd.nan + odd.neg_inf + odd.pos_inf > 0 {
+                        measured["nan"] = json!(odd.nan);
+                        measured["-inf"] = json!(odd.neg_inf);
+                        measured["+inf"] = json!(odd.pos_inf);
+                        what = format!(
+                            "values out of range (min and max of the finite values; {} NaN, {} -inf, {} +inf)",
+                            odd.nan, odd.neg_inf, odd.pos_inf
+                        );
+                    }
+                    (!below && !above && nan == 0, measured, json!(limit), what)
                 }
                 RuleKind::AllowedValues => {
                     let state = &self.allowed[&i];
@@ -659,6 +730,39 @@ rules = [
             &[all_allowed],
         );
         assert!(results[0].passed, "{results:?}");
+    }
+
+    /// `range` judges every value of a float column, not only the finite ones the statistics'
+    /// minimum and maximum are taken over: -inf is below any `min`, +inf above any `max`, and
+    /// NaN is in no range. A column of finite values inside the bounds passes.
+    #[test]
+    fn range_counts_infinities_and_nan() {
+        use arrow::array::Float64Array;
+        let column = |values: Vec<Option<f64>>| {
+            one_column("x", Arc::new(Float64Array::from(values)) as ArrayRef)
+        };
+        let judge = |rule: &str, values: Vec<Option<f64>>| {
+            let results = rule_results(
+                &format!("rules = [{{ rule = \"range\", column = \"x\", {rule} }}]"),
+                &[column(values)],
+            );
+            (results[0].passed, results[0].measured.clone())
+        };
+        let inf = f64::INFINITY;
+        assert!(judge("min = 0, max = 100", vec![Some(5.0), None]).0);
+        let (passed, measured) = judge("min = 0, max = 100", vec![Some(5.0), Some(inf)]);
+        assert!(!passed);
+        assert_eq!(
+            measured,
+            json!({"min": 5.0, "max": 5.0, "nan": 0, "-inf": 0, "+inf": 1})
+        );
+        assert!(!judge("min = 0, max = 100", vec![Some(5.0), Some(-inf)]).0);
+        assert!(!judge("min = 0, max = 100", vec![Some(f64::NAN), Some(5.0)]).0);
+        // One-sided: +inf is at least 0, -inf at most 100; NaN fails either.
+        assert!(judge("min = 0", vec![Some(5.0), Some(inf)]).0);
+        assert!(judge("max = 100", vec![Some(5.0), Some(-inf)]).0);
+        assert!(!judge("min = 0", vec![Some(-inf)]).0);
+        assert!(!judge("max = 100", vec![Some(f64::NAN)]).0);
     }
 
     /// A rule that cannot measure its column fails, saying why, instead of passing with

@@ -87,6 +87,7 @@ pub async fn session(
     options: &EngineOptions,
     groups: usize,
 ) -> Result<SessionContext> {
+    check_overrides(repo, overrides)?;
     let runtime = RuntimeEnvBuilder::new()
         // Shared fairly by the spilling operators of the groups running at the same time.
         .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit)))
@@ -114,9 +115,35 @@ pub async fn session(
     Ok(ctx)
 }
 
+/// An override naming no source of the repository is a flag error: ignored, a typo such as
+/// `--source flight=…` would run on the configured data instead.
+fn check_overrides(repo: &LoadedRepo, overrides: &[(String, String)]) -> Result<()> {
+    match overrides
+        .iter()
+        .find(|(name, _)| !repo.repo.sources.contains_key(name))
+    {
+        Some((name, _)) => Err(Error::Flag(format!(
+            "--source {name}=…: no source {name:?} in {} (sources: {})",
+            repo.path.display(),
+            repo.repo
+                .sources
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Resolved source paths, for fingerprints and lineage.
-pub fn source_paths(repo: &LoadedRepo, overrides: &[(String, String)]) -> Vec<(String, String)> {
-    repo.repo
+pub fn source_paths(
+    repo: &LoadedRepo,
+    overrides: &[(String, String)],
+) -> Result<Vec<(String, String)>> {
+    check_overrides(repo, overrides)?;
+    Ok(repo
+        .repo
         .sources
         .iter()
         .map(|(name, source)| {
@@ -127,7 +154,7 @@ pub fn source_paths(repo: &LoadedRepo, overrides: &[(String, String)]) -> Vec<(S
                 .unwrap_or_else(|| repo.resolve(&source.path));
             (name.clone(), path)
         })
-        .collect()
+        .collect())
 }
 
 /// Registers views in dependency order (a view may use views declared after it).

@@ -95,7 +95,7 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
     let started_at = Utc::now();
     job.repo.repo.check(&job.repo.path)?;
     let selected = select_groups(job)?;
-    let sources = engine::source_paths(&job.repo, &job.overrides);
+    let sources = engine::source_paths(&job.repo, &job.overrides)?;
     let mut fingerprints = Vec::with_capacity(sources.len());
     for (name, path) in &sources {
         fingerprints.push(fingerprint(name, path).await?);

@@ -36,6 +36,25 @@ async fn missing_source_file() {
     .await;
 }
 
+/// A `--source` override naming no source of the repository (a typo) is a flag error, not a
+/// run on the configured data.
+#[tokio::test]
+async fn an_override_of_an_unknown_source_is_a_flag_error() {
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &good_events())]);
+    let mut job = f.job();
+    job.overrides = vec![("event".into(), f.path("events.csv").display().to_string())];
+    let err = build_features(&f.store, &job).await.unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.exit(), Exit::Config, "{text}");
+    for needle in ["\"event\"", "sources: events"] {
+        assert!(text.contains(needle), "{needle:?} missing from: {text}");
+    }
+    assert!(f.tables().await.is_empty());
+    // Named right, it runs.
+    job.overrides[0].0 = "events".into();
+    build_features(&f.store, &job).await.unwrap();
+}
+
 #[tokio::test]
 async fn malformed_csv_row() {
     let csv = format!("{}a,2024-01-03T12:00:00,not-a-number\n", good_events());

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod framed_window;
 pub mod inspect;
+pub mod rerun;
 pub mod rows_window;
 pub mod run;
 pub mod source;

@@ -52,6 +52,10 @@ enum Command {
         /// Compute and validate, print the summary, write nothing
         #[arg(long, env = "FTI_DRY_RUN")]
         dry_run: bool,
+        /// Compute and commit even if this logical run's commit is still in effect (e.g. a
+        /// source rewritten with the same size and modification time)
+        #[arg(long, env = "FTI_FORCE")]
+        force: bool,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -158,6 +162,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
             run_id,
             sources,
             dry_run,
+            force,
             engine,
         } => {
             let range = match (from, to) {
@@ -176,6 +181,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
                 range,
                 run_id,
                 dry_run,
+                force,
                 overrides: sources,
                 engine: engine.options(),
             };

@@ -2,7 +2,8 @@
 //!
 //! Nothing is committed unless every selected group passes its `error` rules. Each group's
 //! commit carries an idempotency key derived from (config, group, range, source
-//! fingerprints), so re-running the same logical run commits nothing new.
+//! fingerprints), so re-running the same logical run commits nothing new while its commit is
+//! still in effect ([`crate::rerun`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::{GroupConfig, LoadedRepo};
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
+use crate::rerun::{self, Rerun};
 use crate::validate::Validator;
 
 pub const PIPELINE: &str = "feature-pipeline";
@@ -42,6 +44,8 @@ pub struct FeatureJob {
     pub range: Option<(i64, i64)>,
     pub run_id: Option<String>,
     pub dry_run: bool,
+    /// Compute and commit even a logical run whose commit is still in effect.
+    pub force: bool,
     /// `--source NAME=PATH` overrides.
     pub overrides: Vec<(String, String)>,
     pub engine: EngineOptions,
@@ -166,32 +170,34 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
             let group_started = Instant::now();
             let config = &job.repo.repo.groups[group];
             let table = Name::new(NameKind::FeatureGroup, group.as_str())?;
-            let key = group_key(group);
             let history = store.table_history(&table).await?;
-            if let Some(done) = history
-                .iter()
-                .find(|c| c.idempotency_key.as_deref() == Some(&key))
-            {
-                info!(
-                    group,
-                    version = done.version,
-                    "already committed by an earlier run with the same inputs"
-                );
-                summaries.push(GroupSummary {
-                    group: group.clone(),
-                    status: "already_committed",
-                    version: Some(done.version),
-                    rows: done.num_rows,
-                    files: 0,
-                    rules_passed: 0,
-                    rules_warned: 0,
-                    rules_failed: 0,
-                    failures: vec![],
-                    warnings: vec![],
-                    seconds: group_started.elapsed().as_secs_f64(),
-                });
-                continue;
-            }
+            let key = match rerun::plan(&history, &group_key(group), job.force) {
+                Rerun::Compute { key } => key,
+                Rerun::Done { version } => {
+                    info!(
+                        group,
+                        version, "already committed by an earlier run with the same inputs"
+                    );
+                    let rows = history
+                        .iter()
+                        .find(|c| c.version == version)
+                        .map_or(0, |c| c.num_rows);
+                    summaries.push(GroupSummary {
+                        group: group.clone(),
+                        status: "already_committed",
+                        version: Some(version),
+                        rows,
+                        files: 0,
+                        rules_passed: 0,
+                        rules_warned: 0,
+                        rules_failed: 0,
+                        failures: vec![],
+                        warnings: vec![],
+                        seconds: group_started.elapsed().as_secs_f64(),
+                    });
+                    continue;
+                }
+            };
             let previous = history.last().and_then(|c| c.statistics.clone());
             pending.push((group.clone(), config.clone(), previous, key));
         }

@@ -109,6 +109,57 @@ async fn rerunning_a_range_is_idempotent() {
     assert_eq!(rows(&f.store, "trailing", VersionSpec::Latest).await, full);
 }
 
+/// A re-run is skipped only while the commit it made is in effect: after config A, then B,
+/// running A again brings A's rows back (it used to report A's old version as done and leave
+/// B's rows), a retry of that is skipped, and `force` computes a run that is done.
+#[tokio::test]
+async fn a_reverted_config_is_committed_again() {
+    let f = Fixture::new(
+        WINDOW_CONFIG,
+        &[("events.csv", &events_csv(&leaky_events()))],
+    );
+    let config_a = f.job();
+    let mut config_b = f.job();
+    config_b.repo.text = config_b
+        .repo
+        .text
+        .replace("       n\nFROM daily", "       n * 10 AS n\nFROM daily");
+    config_b.repo.repo.groups.get_mut("trailing").unwrap().sql =
+        config_b.repo.repo.groups["trailing"]
+            .sql
+            .replace("       n\nFROM daily", "       n * 10 AS n\nFROM daily");
+    assert_ne!(config_a.repo.text, config_b.repo.text);
+
+    build_features(&f.store, &config_a).await.unwrap();
+    let rows_a = rows(&f.store, "trailing", VersionSpec::Latest).await;
+    build_features(&f.store, &config_b).await.unwrap();
+    assert_ne!(
+        rows(&f.store, "trailing", VersionSpec::Latest).await,
+        rows_a
+    );
+
+    let reverted = build_features(&f.store, &config_a).await.unwrap();
+    assert_eq!(reverted.status, RunStatus::Succeeded);
+    assert_eq!(f.versions("trailing").await, 3);
+    assert_eq!(
+        rows(&f.store, "trailing", VersionSpec::Latest).await,
+        rows_a
+    );
+    let retried = build_features(&f.store, &config_a).await.unwrap();
+    assert_eq!(retried.status, RunStatus::AlreadyDone);
+    assert_eq!(retried.groups[0].version, Some(3));
+
+    let mut forced = config_a.clone();
+    forced.force = true;
+    let forced = build_features(&f.store, &forced).await.unwrap();
+    assert_eq!(forced.status, RunStatus::Succeeded);
+    assert_eq!(f.versions("trailing").await, 4);
+    assert_eq!(
+        rows(&f.store, "trailing", VersionSpec::Latest).await,
+        rows_a
+    );
+}
+
 #[tokio::test]
 async fn incremental_append_then_time_travel() {
     let mut events = leaky_events();

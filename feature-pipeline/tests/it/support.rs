@@ -96,6 +96,7 @@ impl Fixture {
             range: None,
             run_id: None,
             dry_run: false,
+            force: false,
             overrides: vec![],
             engine: EngineOptions {
                 memory_limit: 256 << 20,

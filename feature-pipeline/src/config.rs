@@ -436,6 +436,12 @@ impl FeatureRepo {
                             column.name, column.config.data_type
                         ));
                     }
+                    Ok(t) if storage::table::unportable(&t) => problems.push(format!(
+                        "{at}.columns.{}: {} cannot be stored (Parquet readers do not read it \
+                         back as written); declare time stamps in ms, us or ns and dates as \
+                         date32[day] (the query's values are cast)",
+                        column.name, column.config.data_type
+                    )),
                     Ok(_) => {}
                     Err(e) => problems.push(format!("{at}.columns.{}: {e}", column.name)),
                 }
@@ -603,6 +609,25 @@ values = [true]
                 r#"groups.g.rules[0] (AllowedValues).values: allowed value "two" is not of type Int64"#
             ]
         );
+    }
+
+    /// `check` rejects declared column types Parquet readers do not read back as written.
+    #[test]
+    fn check_rejects_types_parquet_cannot_hold() {
+        let text = r#"
+[groups.g]
+entity_keys = ["k"]
+event_time = "t"
+sql = "SELECT k, t, d FROM s"
+[groups.g.columns]
+k = { type = "int64" }
+t = { type = "timestamp[s]" }
+d = { type = "date64[ms]" }
+"#;
+        let problems = toml::from_str::<FeatureRepo>(text).unwrap().problems();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("groups.g.columns.t: timestamp[s] cannot be stored"));
+        assert!(problems[1].starts_with("groups.g.columns.d: date64[ms] cannot be stored"));
     }
 
     /// A decimal allowed value is taken only if the column's type holds it exactly: Arrow's

@@ -710,7 +710,9 @@ fn definition_for(group: &str, config: &GroupConfig, output: &Schema) -> Result<
                     ))
                 })?;
                 let want = storage::types::parse_type(&c.config.data_type)?;
-                if !storage::types::storable_as(field.data_type(), &want) {
+                if !storage::types::storable_as(field.data_type(), &want)
+                    && plain(field.data_type()) != want
+                {
                     return Err(schema_err(format!(
                         "column {:?} is {} but declared {}",
                         c.name,
@@ -749,11 +751,18 @@ fn definition_for(group: &str, config: &GroupConfig, output: &Schema) -> Result<
     })
 }
 
+/// The stored type of a query column whose type is not declared: strings as `string`, and
+/// the types Parquet cannot hold as themselves ([`storage::table::unportable`]) as the nearest
+/// ones it can: time stamps in seconds as milliseconds (a CSV source's inferred times), `date64`
+/// as `date32`.
 fn plain(t: &DataType) -> DataType {
-    if t.is_string() {
-        DataType::Utf8
-    } else {
-        t.clone()
+    match t {
+        t if t.is_string() => DataType::Utf8,
+        DataType::Timestamp(TimeUnit::Second, tz) => {
+            DataType::Timestamp(TimeUnit::Millisecond, tz.clone())
+        }
+        DataType::Date64 => DataType::Date32,
+        t => t.clone(),
     }
 }
 

@@ -169,6 +169,17 @@ pub fn check_definition(definition: &TableDefinition) -> Result<SchemaRef> {
             definition.event_time
         )));
     }
+    // Types Parquet cannot hold as themselves: the Parquet writer stores time stamps in
+    // seconds as a bare INT64, which pyarrow, DuckDB and Polars read as integers, and pyarrow
+    // reads a `date64` back as `date32` whatever it is written as.
+    if let Some(c) = schema.fields().iter().find(|f| unportable(f.data_type())) {
+        return Err(bad(format!(
+            "column {:?} is {}, which Parquet readers do not read back as written; \
+             declare time stamps in ms, us or ns and dates as date32[day]",
+            c.name(),
+            type_name(c.data_type())
+        )));
+    }
     if !is_temporal(event_time.data_type()) {
         return Err(bad(format!(
             "event time {:?} has type {}, expected a date or timestamp",
@@ -177,6 +188,15 @@ pub fn check_definition(definition: &TableDefinition) -> Result<SchemaRef> {
         )));
     }
     Ok(schema)
+}
+
+/// Whether a column of `data_type` cannot be written (see [`check_definition`]); readers
+/// still accept such columns.
+pub fn unportable(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Timestamp(TimeUnit::Second, _) | DataType::Date64
+    )
 }
 
 /// How a date or time-stamp type's stored integers become microseconds (times a factor, then
@@ -801,6 +821,42 @@ mod tests {
     };
 
     use super::*;
+    use crate::format::ColumnDef;
+
+    /// Writers refuse the types Parquet readers do not read back as written; the others of
+    /// a definition are fine.
+    #[test]
+    fn definitions_with_seconds_or_date64_cannot_be_written() {
+        let definition = |t: &str| TableDefinition {
+            name: Name::new(NameKind::FeatureGroup, "g").unwrap(),
+            entity_keys: vec!["k".into()],
+            event_time: "t".into(),
+            columns: vec![
+                ColumnDef {
+                    name: "k".into(),
+                    data_type: "int64".into(),
+                    nullable: false,
+                    description: String::new(),
+                },
+                ColumnDef {
+                    name: "t".into(),
+                    data_type: t.into(),
+                    nullable: false,
+                    description: String::new(),
+                },
+            ],
+            description: String::new(),
+            owner: String::new(),
+            tags: Default::default(),
+        };
+        for t in ["timestamp[s]", "timestamp[s, tz=UTC]", "date64[ms]"] {
+            let err = check_definition(&definition(t)).unwrap_err().to_string();
+            assert!(err.contains("do not read back as written"), "{t}: {err}");
+        }
+        for t in ["timestamp[ms]", "timestamp[us, tz=UTC]", "date32[day]"] {
+            assert!(check_definition(&definition(t)).is_ok(), "{t}");
+        }
+    }
 
     /// The range found on the stored integers is the range of the converted values, for
     /// every date and time-stamp type, with nulls, negative values, all-null arrays, and the

@@ -289,6 +289,61 @@ async fn json_lines_and_parquet_sources_give_the_same_table() {
     );
 }
 
+/// Time stamps in seconds (a CSV source's inferred times) and `date64` have no Parquet type
+/// that other readers read back as written (pyarrow sees integers and `date32`): a group that
+/// outputs them stores milliseconds and `date32`, the same instants and days.
+#[tokio::test]
+async fn seconds_and_date64_are_stored_as_types_every_reader_knows() {
+    let config = r#"
+[sources.events]
+format = "csv"
+path = "events.csv"
+columns = [
+  { name = "key", type = "string" },
+  { name = "ts", type = "timestamp[s]" },
+  { name = "value", type = "double" },
+]
+
+[groups.raw]
+entity_keys = ["key"]
+event_time = "ts"
+sql = "SELECT key, ts, arrow_cast(CAST(ts AS DATE), 'Date64') AS day, value FROM events"
+"#;
+    let f = Fixture::new(config, &[("events.csv", &events_csv(&leaky_events()))]);
+    build_features(&f.store, &f.job()).await.unwrap();
+    let table = Name::new(NameKind::FeatureGroup, "raw").unwrap();
+    let snapshot = f.store.table(&table, VersionSpec::Latest).await.unwrap();
+    let types: Vec<(&str, &str)> = snapshot
+        .definition()
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.data_type.as_str()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("key", "string"),
+            ("ts", "timestamp[ms]"),
+            ("day", "date32[day]"),
+            ("value", "double")
+        ]
+    );
+    let batches = snapshot.read_all(&f.store, None).await.unwrap();
+    let batch = concat_batches(&batches[0].schema(), &batches).unwrap();
+    let noon = 12 * 3_600_000i64;
+    for (i, (_, day, _)) in leaky_events().iter().enumerate() {
+        let ts = batch
+            .column(1)
+            .as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+        assert_eq!(ts.value(i), (19_723 + day) * 86_400_000 + noon, "row {i}");
+        assert_eq!(
+            batch.column(2).as_primitive::<Date32Type>().value(i),
+            (19_723 + day) as i32,
+            "row {i}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_cached_view_gives_the_same_table() {
     let events = events_csv(&leaky_events());

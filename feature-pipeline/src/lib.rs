@@ -5,6 +5,7 @@
 //! ([`validate`]), and committed through the `storage` crate's layout ([`run`]).
 
 pub mod config;
+pub mod drift_reference;
 pub mod engine;
 pub mod error;
 pub mod framed_window;

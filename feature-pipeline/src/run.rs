@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{GroupConfig, LoadedRepo};
+use crate::drift_reference;
 use crate::engine::{self, EngineOptions};
 use crate::error::{Error, Result};
 use crate::rerun::{self, Rerun};
@@ -198,7 +199,19 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
                     continue;
                 }
             };
-            let previous = history.last().and_then(|c| c.statistics.clone());
+            let drift_columns: Vec<String> = config
+                .rules
+                .iter()
+                .filter(|r| r.rule == crate::config::RuleKind::Drift)
+                .filter_map(|r| r.column.clone())
+                .collect();
+            let previous = match drift_columns.is_empty() {
+                true => None,
+                false => {
+                    drift_reference::reference(store, &table, &history, job.range, &drift_columns)
+                        .await?
+                }
+            };
             pending.push((group.clone(), config.clone(), previous, key));
         }
         // Nothing above is spawned, so an error there leaves no task running. The session (which

@@ -263,6 +263,55 @@ async fn drift_rule_compares_with_the_previous_version() {
     );
 }
 
+/// A range run's rows are compared with the latest version's rows in that range, not with
+/// the statistics of whatever the last commit wrote (the whole table here): unchanged data
+/// passes, a moved range fails, and a full run after range runs compares with the whole table.
+#[tokio::test]
+async fn drift_in_a_range_run_compares_the_same_range() {
+    let config = format!(
+        "{WINDOW_CONFIG}\n[[groups.trailing.rules]]\nrule = \"drift\"\ncolumn = \"mean_3d\"\nmethod = \"psi\"\nmax = 0.2\n"
+    );
+    let f = Fixture::new(&config, &[("events.csv", &events_csv(&leaky_events()))]);
+    build_features(&f.store, &f.job()).await.unwrap();
+    let mut range = f.job();
+    range.range = Some((
+        parse_time("2024-01-06").unwrap(),
+        parse_time("2024-01-09").unwrap(),
+    ));
+    range.force = true;
+    let same = build_features(&f.store, &range).await.unwrap();
+    assert_eq!(same.status, RunStatus::Succeeded, "{same:?}");
+    let drift = |s: &feature_pipeline::RunSummary| s.groups[0].failures.clone();
+    assert!(drift(&same).is_empty());
+
+    let shifted: Vec<_> = leaky_events()
+        .into_iter()
+        .map(|(k, d, v)| {
+            (
+                k,
+                d,
+                if (5..8).contains(&d) {
+                    v * 1000.0 + 5e6
+                } else {
+                    v
+                },
+            )
+        })
+        .collect();
+    f.write("events.csv", events_csv(&shifted));
+    let moved = build_features(&f.store, &range).await.unwrap();
+    assert_eq!(moved.status, RunStatus::Rejected, "{moved:?}");
+    assert!(drift(&moved)[0].contains("psi drift"), "{moved:?}");
+
+    // Back to the original data: a full run after the range run compares with the whole
+    // latest version, which is the original table.
+    f.write("events.csv", events_csv(&leaky_events()));
+    let mut full = f.job();
+    full.force = true;
+    let again = build_features(&f.store, &full).await.unwrap();
+    assert_eq!(again.status, RunStatus::Succeeded, "{again:?}");
+}
+
 #[tokio::test]
 async fn json_lines_and_parquet_sources_give_the_same_table() {
     let events = leaky_events();

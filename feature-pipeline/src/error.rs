@@ -48,12 +48,29 @@ pub enum Error {
     #[error(transparent)]
     Storage(#[from] storage::Error),
 
-    /// A group failed and the groups after it were not started (nothing is committed).
-    #[error("{error}\n(not started after that failure: {})", not_started.join(", "))]
+    /// A group failed, maybe others too, and the groups after it were not started (nothing is
+    /// committed). The exit code is the first failure's.
+    #[error("{}", stopped(error, also_failed, not_started))]
     Stopped {
         error: Box<Error>,
+        /// The other groups' errors, in the order the groups were declared.
+        also_failed: Vec<Error>,
         not_started: Vec<String>,
     },
+}
+
+fn stopped(error: &Error, also_failed: &[Error], not_started: &[String]) -> String {
+    let mut text = error.to_string();
+    for other in also_failed {
+        text.push_str(&format!("\nalso: {other}"));
+    }
+    if !not_started.is_empty() {
+        text.push_str(&format!(
+            "\n(not started after that failure: {})",
+            not_started.join(", ")
+        ));
+    }
+    text
 }
 
 impl fti_runtime::ExitError for Error {

@@ -148,7 +148,7 @@ fn parse_override(s: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    fti_runtime::run_main(&cli.log, run(cli.command))
+    fti_runtime::run_main(env!("CARGO_PKG_NAME"), &cli.log, run(cli.command))
 }
 
 async fn run(command: Command) -> Result<Exit, Error> {
@@ -192,7 +192,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
         Command::Check { config } => {
             let repo = LoadedRepo::load(&config)?;
             repo.repo.check(&config)?;
-            println!(
+            fti_runtime::outln!(
                 "{}",
                 serde_json::json!({"config": config, "ok": true, "sources": repo.repo.sources.len(), "groups": repo.repo.groups.keys().collect::<Vec<_>>()})
             );
@@ -208,15 +208,15 @@ async fn run(command: Command) -> Result<Exit, Error> {
             let repo = LoadedRepo::load(&config)?;
             repo.repo.check(&config)?;
             let options = engine.options();
-            print!(
+            fti_runtime::out!(
                 "{}",
                 engine::explain(&repo, &group, &sources, &options, analyze).await?
             );
             Ok(Exit::Success)
         }
         Command::List { store } => {
-            let store = Store::open(&store.store).await?;
-            println!("{:#}", inspect::list(&store).await?);
+            let store = Store::open_existing(&store.store).await?;
+            fti_runtime::outln!("{:#}", inspect::list(&store).await?);
             Ok(Exit::Success)
         }
         Command::Describe {
@@ -224,13 +224,13 @@ async fn run(command: Command) -> Result<Exit, Error> {
             group,
             version,
         } => {
-            let store = Store::open(&store.store).await?;
-            println!("{:#}", inspect::describe(&store, &group, version).await?);
+            let store = Store::open_existing(&store.store).await?;
+            fti_runtime::outln!("{:#}", inspect::describe(&store, &group, version).await?);
             Ok(Exit::Success)
         }
         Command::History { store, group } => {
-            let store = Store::open(&store.store).await?;
-            println!("{:#}", inspect::history(&store, &group).await?);
+            let store = Store::open_existing(&store.store).await?;
+            fti_runtime::outln!("{:#}", inspect::history(&store, &group).await?);
             Ok(Exit::Success)
         }
         Command::Vacuum {
@@ -238,14 +238,14 @@ async fn run(command: Command) -> Result<Exit, Error> {
             min_age_secs,
             dry_run,
         } => {
-            let store = Store::open(&store.store).await?;
+            let store = Store::open_existing(&store.store).await?;
             let report = store
                 .vacuum(storage::VacuumOptions {
                     min_age: Duration::from_secs(min_age_secs),
                     dry_run,
                 })
                 .await?;
-            println!("{}", serde_json::to_value(&report).unwrap_or_default());
+            fti_runtime::outln!("{}", serde_json::to_value(&report).unwrap_or_default());
             Ok(Exit::Success)
         }
     }

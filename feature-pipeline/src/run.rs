@@ -266,30 +266,32 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
         // Every task finishes (so no staged file is left behind by a running one) before errors
         // are acted on.
         let mut staged: Vec<(String, Staged)> = Vec::new();
-        let mut first_error = None;
+        let mut errors = Vec::new();
         let mut panic = None;
         for task in tasks {
             match task.await {
                 Ok(Ok(done)) => staged.push(done),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
-                }
+                Ok(Err(e)) => errors.push(e),
                 Err(e) => {
                     panic.get_or_insert(e);
                 }
             }
         }
-        if first_error.is_some() || panic.is_some() {
+        if !errors.is_empty() || panic.is_some() {
             discard(store, &staged).await;
         }
         if let Some(e) = panic {
             std::panic::resume_unwind(e.into_panic());
         }
-        if let Some(e) = first_error {
-            return Err(match not_started.is_empty() {
+        // Every failed group is reported, the first one declared giving the exit code.
+        let mut errors = errors.into_iter();
+        if let Some(e) = errors.next() {
+            let also_failed: Vec<Error> = errors.collect();
+            return Err(match also_failed.is_empty() && not_started.is_empty() {
                 true => e,
                 false => Error::Stopped {
                     error: Box::new(e),
+                    also_failed,
                     not_started,
                 },
             });

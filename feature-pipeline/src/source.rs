@@ -96,6 +96,19 @@ pub async fn register_source(
         }
     };
     registered.map_err(|e| err(e.to_string()))?;
+    if let (Format::Csv, Some(schema), true) =
+        (&source.format, &schema, source.has_header.unwrap_or(true))
+    {
+        check_csv_header(
+            ctx,
+            path,
+            schema,
+            source.delimiter.unwrap_or(',') as u8,
+            &csv_ext,
+        )
+        .await
+        .map_err(err)?;
+    }
     if source.row_index.is_none() && source.ordered_by.is_none() {
         return Ok(());
     }
@@ -197,6 +210,50 @@ pub fn cloud_store(
 }
 
 /// A file name's extension if it has one, so a single file of any name can be registered.
+/// Declared CSV columns are read by position, the header line skipped: a file whose header
+/// names other columns, or the same in another order (an upstream change), would be read
+/// silently mislabelled. The header the engine reads (a directory's first file's) must name
+/// the declared columns in order; a file with no header line at all is left to the scan.
+async fn check_csv_header(
+    ctx: &SessionContext,
+    path: &str,
+    declared: &Schema,
+    delimiter: u8,
+    extension: &str,
+) -> std::result::Result<(), String> {
+    let options = CsvReadOptions::new()
+        .has_header(true)
+        .delimiter(delimiter)
+        .file_extension(extension)
+        .schema_infer_max_records(1);
+    let names = |fields: &[&str]| fields.join(", ");
+    let want: Vec<&str> = declared
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let listing = ctx
+        .read_csv(path, options)
+        .await
+        .map_err(|e| format!("cannot read the CSV header: {e}"))?;
+    let found: Vec<String> = listing
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let found: Vec<&str> = found.iter().map(String::as_str).collect();
+    if !found.is_empty() && found != want {
+        return Err(format!(
+            "the CSV header names the columns [{}], the source declares [{}] (declared columns \
+             are read by position, so the header must name them in order)",
+            names(&found),
+            names(&want)
+        ));
+    }
+    Ok(())
+}
+
 fn extension(path: &str, default: &str) -> String {
     let file = path.rsplit('/').next().unwrap_or(path);
     match file.rsplit_once('.') {

@@ -95,7 +95,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    fti_runtime::run_main(&cli.log, run(cli.command))
+    fti_runtime::run_main(env!("CARGO_PKG_NAME"), &cli.log, run(cli.command))
 }
 
 fn job(
@@ -143,7 +143,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
                 Standing::NeverPublished => None,
             };
             if let Some(outcome) = outcome {
-                println!(
+                fti_runtime::outln!(
                     "{}",
                     serde_json::json!({"snapshot": snapshot, "outcome": outcome})
                 );
@@ -153,7 +153,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
                 &store, &job, &manifest, &dataset, &snapshot, &versions, "commit",
             )
             .await?;
-            println!(
+            fti_runtime::outln!(
                 "{}",
                 serde_json::json!({"snapshot": snapshot, "outcome": "published", "redis": redis})
             );
@@ -185,7 +185,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
             let current = match moved {
                 storage::Published::Moved(m) | storage::Published::AlreadyCurrent(m) => m,
             };
-            println!(
+            fti_runtime::outln!(
                 "{}",
                 serde_json::json!({"dataset": dataset, "current": current.snapshot, "redis_current": redis})
             );
@@ -204,7 +204,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
             let history = store
                 .pointer_history(DatasetKind::Predictions, &dataset)
                 .await?;
-            println!(
+            fti_runtime::outln!(
                 "{:#}",
                 serde_json::json!({"dataset": dataset, "snapshots": snapshots, "pointer_history": history})
             );

@@ -50,6 +50,24 @@ impl Store {
         Ok(store)
     }
 
+    /// Opens a store that must exist already, for the commands that only read it: a local
+    /// path that is not a directory, or a store without `layout.json`, is an error (a mistyped
+    /// `--store`) instead of an empty store made on the spot.
+    pub async fn open_existing(url: &str) -> Result<Store> {
+        let missing = |reason: &str| Error::InvalidUrl {
+            url: redact(url),
+            reason: reason.to_string(),
+        };
+        if !url.contains("://") && !std::path::Path::new(url).is_dir() {
+            return Err(missing("no such directory"));
+        }
+        let store = Store::connect(url)?;
+        match store.check_layout().await? {
+            Some(_) => Ok(store),
+            None => Err(missing("no FTI store there (no layout.json)")),
+        }
+    }
+
     /// A fresh in-memory store, for tests and dry runs.
     pub fn memory() -> Store {
         Store {

@@ -6,3 +6,4 @@ mod end_to_end;
 mod flights;
 mod orchestration;
 mod python_reader;
+mod stdout;

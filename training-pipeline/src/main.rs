@@ -114,11 +114,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    fti_runtime::run_main(&cli.log, run(cli.command))
+    fti_runtime::run_main(env!("CARGO_PKG_NAME"), &cli.log, run(cli.command))
 }
 
 fn print(value: &serde_json::Value) {
-    println!("{value:#}");
+    fti_runtime::outln!("{value:#}");
 }
 
 async fn run(command: Command) -> Result<Exit, Error> {
@@ -145,7 +145,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
         Command::Check { spec } => {
             let loaded = LoadedSpec::load(&spec)?;
             loaded.check()?;
-            println!(
+            fti_runtime::outln!(
                 "{}",
                 serde_json::json!({"spec": spec, "ok": true, "model": loaded.spec.model.name})
             );

@@ -131,9 +131,29 @@ pub fn hash_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// `println!` for what a binary prints on stdout, without its panic when stdout is closed
+/// (`feature-pipeline history … | head`): the reader went away, so the rest is dropped, and
+/// the exit code still tells the outcome.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` as [`outln!`] is `println!`.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Prints the one-line JSON run summary on stdout.
 pub fn print_summary(summary: &serde_json::Value) {
-    println!("{summary}");
+    outln!("{summary}");
 }
 
 /// Prints a run's summary and returns the exit code its status means.
@@ -153,8 +173,11 @@ pub trait ExitError: std::fmt::Display {
 }
 
 /// The whole `main` of a pipeline binary after flag parsing: set up logging, run `work` on a
-/// multi-threaded runtime, print an error once, and turn the outcome into the exit code.
+/// multi-threaded runtime, print an error once, and turn the outcome into the exit code. A
+/// failure also prints a one-line JSON summary on stdout (`pipeline`, `status: "failed"`,
+/// `exit_code`, `error`), so that what reads a run's stdout gets one line either way.
 pub fn run_main<E: ExitError>(
+    pipeline: &str,
     log: &LogArgs,
     work: impl std::future::Future<Output = Result<Exit, E>>,
 ) -> ExitCode {
@@ -174,7 +197,14 @@ pub fn run_main<E: ExitError>(
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("error: {e}");
-            e.exit().into()
+            let exit = e.exit();
+            print_summary(&serde_json::json!({
+                "pipeline": pipeline,
+                "status": "failed",
+                "exit_code": exit as u8,
+                "error": e.to_string(),
+            }));
+            exit.into()
         }
     }
 }

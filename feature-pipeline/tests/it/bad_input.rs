@@ -62,6 +62,31 @@ async fn malformed_csv_row() {
     fails(&f, Exit::BadInput, &["trailing", "not-a-number"]).await;
 }
 
+/// A CSV whose header names other columns than the declared ones, or the same in another
+/// order, fails naming both lists: declared columns are read by position, so it would
+/// otherwise be read mislabelled (here the value as the time stamp and the other way round).
+#[tokio::test]
+async fn a_csv_header_that_does_not_match_the_declared_columns() {
+    let mut reordered = String::from("key,value,ts\n");
+    for line in good_events().lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        reordered.push_str(&format!("{},{},{}\n", fields[0], fields[2], fields[1]));
+    }
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &reordered)]);
+    fails(
+        &f,
+        Exit::BadInput,
+        &[
+            "events",
+            "events.csv",
+            "[key, value, ts]",
+            "[key, ts, value]",
+            "by position",
+        ],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn unparsable_timestamp() {
     let csv = format!("{}a,yesterday-ish,1.0\n", good_events());
@@ -304,6 +329,40 @@ FROM events GROUP BY key
     let err = build_features(&f.store, &f.job()).await.unwrap_err();
     assert!(!err.to_string().contains("not started"), "{err}");
     assert_eq!(err.exit(), Exit::BadInput);
+    assert!(f.tables().await.is_empty());
+}
+
+/// When several groups fail, the error names every one of them, not only the first; the exit
+/// code is the first declared group's (a SQL error here: 2, before the data error's 3).
+#[tokio::test]
+async fn every_failed_group_is_reported() {
+    let broken = r#"[groups.bad_sql]
+entity_keys = ["key"]
+event_time = "day"
+sql = "SELECT key, day, no_such_column FROM daily"
+
+[groups.boom]
+entity_keys = ["key"]
+event_time = "day"
+sql = """
+SELECT key, CAST('2024-01-01' AS DATE) AS day,
+       MAX(CAST(value AS BIGINT) / (CAST(value AS BIGINT) - CAST(value AS BIGINT))) AS boom
+FROM events GROUP BY key
+"""
+
+[groups.trailing]"#;
+    let config = WINDOW_CONFIG.replace("[groups.trailing]", broken);
+    let f = Fixture::new(&config, &[("events.csv", &good_events())]);
+    let mut job = f.job();
+    job.engine.concurrent_groups = 3;
+    let err = build_features(&f.store, &job).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("\"bad_sql\"") && text.contains("no_such_column"),
+        "{text}"
+    );
+    assert!(text.contains("also: group \"boom\""), "{text}");
+    assert_eq!(err.exit(), Exit::Config);
     assert!(f.tables().await.is_empty());
 }
 

@@ -11,7 +11,8 @@ const FAILING_RUNS: [(&str, &str); 3] = [
 ];
 
 /// A run that fails (here: its config file is missing, exit 2) still ends its stdout with
-/// the one-line JSON summary, naming the pipeline, the status, the exit code and the error.
+/// the one-line JSON summary, naming the pipeline, the status, the exit code and the error
+/// with its cause; with JSON logs, stderr holds only JSON lines.
 #[test]
 fn a_failed_run_prints_a_json_summary() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,12 +32,26 @@ fn a_failed_run_prints_a_json_summary() {
         assert_eq!(summary["pipeline"], bin, "{summary}");
         assert_eq!(summary["status"], "failed", "{summary}");
         assert_eq!(summary["exit_code"], 2, "{summary}");
+        // The cause is said too, not only "cannot read config".
         assert!(
             summary["error"]
                 .as_str()
-                .is_some_and(|e| e.contains("/nonexistent/fti.toml")),
+                .is_some_and(|e| e.contains("/nonexistent/fti.toml")
+                    && e.contains("No such file or directory")),
             "{summary}"
         );
+        // With JSON logs, every line on stderr is JSON, the error's included.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("No such file or directory"),
+            "{bin}: {stderr}"
+        );
+        for line in stderr.lines() {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "{bin}: not JSON: {line}"
+            );
+        }
     }
 }
 

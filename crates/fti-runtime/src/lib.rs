@@ -84,15 +84,20 @@ pub struct LogArgs {
 }
 
 impl LogArgs {
+    /// Whether stderr gets JSON lines.
+    pub fn json(&self) -> bool {
+        match self.log_format {
+            LogFormat::Json => true,
+            LogFormat::Text => false,
+            LogFormat::Auto => !std::io::stderr().is_terminal(),
+        }
+    }
+
     /// Installs the global subscriber. Logs go to stderr; stdout is kept for the run summary.
     pub fn init(&self) {
         let filter = EnvFilter::try_new(&self.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
         let stderr_is_tty = std::io::stderr().is_terminal();
-        let json = match self.log_format {
-            LogFormat::Json => true,
-            LogFormat::Text => false,
-            LogFormat::Auto => !stderr_is_tty,
-        };
+        let json = self.json();
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr);
@@ -168,7 +173,7 @@ pub fn finish_run(summary: &impl serde::Serialize, status: storage::RunStatus) -
 }
 
 /// Errors that know their exit code: each pipeline's error type.
-pub trait ExitError: std::fmt::Display {
+pub trait ExitError: std::error::Error {
     fn exit(&self) -> Exit;
 }
 
@@ -195,18 +200,38 @@ pub fn run_main<E: ExitError>(
     match runtime.block_on(work) {
         Ok(exit) => exit.into(),
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("error: {e}");
+            let message = with_causes(&e);
+            tracing::error!("{message}");
+            // In JSON the log line above is the error; a plain line would break the format.
+            if !log.json() {
+                eprintln!("error: {message}");
+            }
             let exit = e.exit();
             print_summary(&serde_json::json!({
                 "pipeline": pipeline,
                 "status": "failed",
                 "exit_code": exit as u8,
-                "error": e.to_string(),
+                "error": message,
             }));
             exit.into()
         }
     }
+}
+
+/// An error and the causes its message does not already say ("cannot read config x.toml: No
+/// such file or directory", "object store error on layout.json: … connection refused").
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
 }
 
 /// Parses a time given on the command line or in a config: `YYYY-MM-DD`,

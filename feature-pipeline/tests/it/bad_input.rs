@@ -293,12 +293,8 @@ async fn sql_error_names_the_group() {
     fails(&f, Exit::Config, &["trailing", "no_such_table"]).await;
 }
 
-/// A group that fails on its data stops the groups still waiting to start (nothing will be
-/// committed, so their work would be lost): the error is the failing group's, with its exit
-/// code, and names the groups not started.
-#[tokio::test]
-async fn a_failing_group_stops_the_groups_not_yet_started() {
-    let boom = r#"[groups.boom]
+/// A group whose query fails on its data: a division by zero.
+const BOOM: &str = r#"[groups.boom]
 entity_keys = ["key"]
 event_time = "day"
 sql = """
@@ -306,9 +302,14 @@ SELECT key, CAST('2024-01-01' AS DATE) AS day,
        MAX(CAST(value AS BIGINT) / (CAST(value AS BIGINT) - CAST(value AS BIGINT))) AS boom
 FROM events GROUP BY key
 """
+"#;
 
-[groups.trailing]"#;
-    let config = WINDOW_CONFIG.replace("[groups.trailing]", boom);
+/// A group that fails on its data stops the groups still waiting to start (nothing will be
+/// committed, so their work would be lost): the error is the failing group's, with its exit
+/// code, and names the groups not started.
+#[tokio::test]
+async fn a_failing_group_stops_the_groups_not_yet_started() {
+    let config = WINDOW_CONFIG.replace("[groups.trailing]", &format!("{BOOM}\n[groups.trailing]"));
     let f = Fixture::new(&config, &[("events.csv", &good_events())]);
     let mut job = f.job();
     job.engine.concurrent_groups = 1;
@@ -336,22 +337,15 @@ FROM events GROUP BY key
 /// code is the first declared group's (a SQL error here: 2, before the data error's 3).
 #[tokio::test]
 async fn every_failed_group_is_reported() {
-    let broken = r#"[groups.bad_sql]
+    let bad_sql = r#"[groups.bad_sql]
 entity_keys = ["key"]
 event_time = "day"
 sql = "SELECT key, day, no_such_column FROM daily"
-
-[groups.boom]
-entity_keys = ["key"]
-event_time = "day"
-sql = """
-SELECT key, CAST('2024-01-01' AS DATE) AS day,
-       MAX(CAST(value AS BIGINT) / (CAST(value AS BIGINT) - CAST(value AS BIGINT))) AS boom
-FROM events GROUP BY key
-"""
-
-[groups.trailing]"#;
-    let config = WINDOW_CONFIG.replace("[groups.trailing]", broken);
+"#;
+    let config = WINDOW_CONFIG.replace(
+        "[groups.trailing]",
+        &format!("{bad_sql}\n{BOOM}\n[groups.trailing]"),
+    );
     let f = Fixture::new(&config, &[("events.csv", &good_events())]);
     let mut job = f.job();
     job.engine.concurrent_groups = 3;

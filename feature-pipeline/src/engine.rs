@@ -306,6 +306,40 @@ impl TableProvider for CachedView {
     }
 }
 
+/// Plans every view and group of `repo` against its sources' schemas, without running a
+/// query (`feature-pipeline check`): the problems a run would meet before reading rows, such as
+/// an unknown table, column or function, or an output that does not match the declared
+/// columns. Parquet sources give their schema from the file footer, CSV and JSON sources their
+/// declared columns (or a schema inferred from their first rows). `Err` says why nothing could
+/// be planned: a source that cannot be opened here.
+pub async fn plan_problems(repo: &LoadedRepo) -> std::result::Result<Vec<String>, String> {
+    let options = EngineOptions::default();
+    let ctx = match session(repo, &[], &options, repo.repo.groups.len()).await {
+        Ok(ctx) => ctx,
+        Err(e @ Error::Source { .. }) => return Err(e.to_string()),
+        Err(e) => return Ok(vec![e.to_string()]),
+    };
+    let mut problems = Vec::new();
+    for (name, group) in &repo.repo.groups {
+        match ctx.sql(&group.sql).await {
+            Ok(df) => {
+                let output = df.schema().as_arrow().clone();
+                // The table it would commit: declared columns that match, types the layout
+                // stores, a date or time stamp as event time.
+                let definition = crate::run::definition_for(name, group, &output).and_then(|d| {
+                    storage::table::check_definition(&d)?;
+                    Ok(d)
+                });
+                if let Err(e) = definition {
+                    problems.push(format!("groups.{name}: {e}"));
+                }
+            }
+            Err(e) => problems.push(format!("groups.{name}.sql: {e}")),
+        }
+    }
+    Ok(problems)
+}
+
 /// A group's query plan as the engine runs it (`feature-pipeline explain`): the physical
 /// plan, or with `analyze` the plan after running the query (nothing is written) with each
 /// operator's rows and time, to see where a group's time goes when tuning its SQL.

@@ -192,9 +192,20 @@ async fn run(command: Command) -> Result<Exit, Error> {
         Command::Check { config } => {
             let repo = LoadedRepo::load(&config)?;
             repo.repo.check(&config)?;
+            // Then the SQL against the sources' schemas, when they are on this machine.
+            let sql_planned = match engine::plan_problems(&repo).await {
+                Ok(problems) if problems.is_empty() => serde_json::json!(true),
+                Ok(problems) => {
+                    return Err(Error::InvalidConfig {
+                        path: config.display().to_string(),
+                        problems,
+                    });
+                }
+                Err(why) => serde_json::json!(format!("no: {why}")),
+            };
             fti_runtime::outln!(
                 "{}",
-                serde_json::json!({"config": config, "ok": true, "sources": repo.repo.sources.len(), "groups": repo.repo.groups.keys().collect::<Vec<_>>()})
+                serde_json::json!({"config": config, "ok": true, "sql_planned": sql_planned, "sources": repo.repo.sources.len(), "groups": repo.repo.groups.keys().collect::<Vec<_>>()})
             );
             Ok(Exit::Success)
         }

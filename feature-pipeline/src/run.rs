@@ -693,7 +693,11 @@ fn leading_columns(plan: &dyn ExecutionPlan) -> Vec<String> {
 
 /// The table definition: declared columns if any (checked against the query output), else
 /// the output's own schema.
-fn definition_for(group: &str, config: &GroupConfig, output: &Schema) -> Result<TableDefinition> {
+pub(crate) fn definition_for(
+    group: &str,
+    config: &GroupConfig,
+    output: &Schema,
+) -> Result<TableDefinition> {
     let schema_err = |message: String| Error::Schema {
         group: group.to_string(),
         message,

@@ -1,7 +1,7 @@
 //! Bad input: each case gives an error naming what is wrong, the right exit code, and
 //! commits nothing.
 
-use feature_pipeline::{Error, LoadedRepo, build_features};
+use feature_pipeline::{Error, LoadedRepo, build_features, engine};
 use fti_runtime::Exit;
 use storage::{Name, NameKind, ObjectRef, RunStatus};
 
@@ -412,6 +412,66 @@ fn check_reports_every_problem_with_its_location() {
     ] {
         assert!(all.contains(needle), "{needle:?} missing from:\n{all}");
     }
+}
+
+/// `check` plans the SQL against the sources' schemas (the declared CSV columns here), without
+/// reading rows: an unknown column, an unknown function, a declared column the query does not
+/// return and an output type the layout cannot store are each reported under their group; a correct repository has no problem; without
+/// its source file nothing can be planned, and it says why.
+#[tokio::test]
+async fn check_plans_the_sql_against_the_sources() {
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &good_events())]);
+    let repo = LoadedRepo::load(&f.path("features.toml")).unwrap();
+    assert_eq!(engine::plan_problems(&repo).await, Ok(vec![]));
+
+    let extra = r#"[groups.typo]
+entity_keys = ["key"]
+event_time = "day"
+sql = "SELECT key, day, mean_vlaue FROM daily"
+
+[groups.no_such_function]
+entity_keys = ["key"]
+event_time = "day"
+sql = "SELECT key, day, frobnicate(n) AS x FROM daily"
+
+[groups.short]
+entity_keys = ["key"]
+event_time = "day"
+sql = "SELECT key, day FROM daily"
+[groups.short.columns]
+key = { type = "string" }
+day = { type = "date32[day]" }
+n = { type = "int64" }
+
+[groups.listy]
+entity_keys = ["key"]
+event_time = "day"
+sql = "SELECT key, day, make_array(n) AS ns FROM daily"
+
+[groups.trailing]"#;
+    let config = WINDOW_CONFIG.replace("[groups.trailing]", extra);
+    let f = Fixture::new(&config, &[("events.csv", &good_events())]);
+    let repo = LoadedRepo::load(&f.path("features.toml")).unwrap();
+    let problems = engine::plan_problems(&repo).await.unwrap();
+    let all = problems.join("\n");
+    assert_eq!(problems.len(), 4, "{all}");
+    for needle in [
+        "groups.typo.sql:",
+        "mean_vlaue",
+        "groups.no_such_function.sql:",
+        "frobnicate",
+        "groups.short:",
+        "\"n\" is missing from the query output",
+        "groups.listy:",
+        "not a supported Arrow type",
+    ] {
+        assert!(all.contains(needle), "{needle:?} missing from:\n{all}");
+    }
+
+    let missing = Fixture::new(WINDOW_CONFIG, &[]);
+    let repo = LoadedRepo::load(&missing.path("features.toml")).unwrap();
+    let why = engine::plan_problems(&repo).await.unwrap_err();
+    assert!(why.contains("events.csv"), "{why}");
 }
 
 #[test]

@@ -22,11 +22,10 @@ pub enum Rerun {
 /// order). `force` computes even when the run is done.
 pub fn plan(history: &[TableCommit], key: &str, force: bool) -> Rerun {
     let latest = history.last().map_or(0, |c| c.version);
-    let last_done = history.iter().rev().find(|c| {
-        c.idempotency_key
-            .as_deref()
-            .is_some_and(|k| k == key || (0..c.version).any(|base| k == derived_key(key, base)))
-    });
+    let last_done = history
+        .iter()
+        .rev()
+        .find(|c| c.idempotency_key.as_deref().is_some_and(|k| of_run(k, key)));
     match last_done {
         Some(done) if !force && in_effect(history, done) => Rerun::Done {
             version: done.version,
@@ -41,9 +40,20 @@ pub fn plan(history: &[TableCommit], key: &str, force: bool) -> Rerun {
 }
 
 /// The key of a run of `key` computed on version `base` of the table (0: no table yet).
+/// Readable, so that finding a run's commits is one comparison per commit of the history.
 fn derived_key(key: &str, base: u64) -> String {
-    let base = base.to_string();
-    fti_runtime::hash_parts([key.as_bytes(), b"computed on version", base.as_bytes()])
+    format!("{key}@v{base}")
+}
+
+/// Whether commit key `k` is the logical run `key`'s, plain or derived.
+fn of_run(k: &str, key: &str) -> bool {
+    match k.strip_prefix(key) {
+        Some("") => true,
+        Some(rest) => rest
+            .strip_prefix("@v")
+            .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())),
+        None => false,
+    }
 }
 
 /// Whether no commit after `done` has replaced rows it wrote: only range replacements of
@@ -121,11 +131,13 @@ mod tests {
                 key: derived_key("B", 3)
             }
         );
-        // A new logical run keeps its plain key.
+        // A new logical run keeps its plain key, even one that starts like another's.
         assert_eq!(
             plan(&history, "C", false),
             Rerun::Compute { key: "C".into() }
         );
+        assert!(!super::of_run("AB", "A") && !super::of_run("A@vx", "A"));
+        assert!(super::of_run("A@v12", "A") && super::of_run("A", "A"));
     }
 
     /// A range replacement stays done while only other ranges are replaced after it; an

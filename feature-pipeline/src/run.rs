@@ -558,11 +558,22 @@ async fn compute_group(
         .map(BackgroundWriter::start);
     let mut rows = 0u64;
     let mut last_log = Instant::now();
-    while let Some(batch) = stream.next().await {
-        let batch = conform(group, &batch.map_err(exec_err)?, &batches)?;
+    let streamed: Result<()> = loop {
+        let Some(batch) = stream.next().await else {
+            break Ok(());
+        };
+        let batch = match batch
+            .map_err(exec_err)
+            .and_then(|b| conform(group, &b, &batches))
+        {
+            Ok(batch) => batch,
+            Err(e) => break Err(e),
+        };
         rows += batch.num_rows() as u64;
-        if let Some(writer) = &mut writer {
-            writer.send(batch.clone()).await?;
+        if let Some(writer) = &mut writer
+            && let Err(e) = writer.send(batch.clone()).await
+        {
+            break Err(e);
         }
         validator.update(&batch);
         profiler.update(&batch);
@@ -570,11 +581,14 @@ async fn compute_group(
             info!(group, rows, "progress");
             last_log = Instant::now();
         }
-    }
-    // The rows may come from a source whose order check is still running.
+    };
+    // The rows may come from a source whose order check is still running. Its error comes
+    // first: it names the file and row of what the rows only showed as a symptom (a null in
+    // the declared order column becomes a null key, reported without a row).
     crate::source::ordered_sources_checked(&ctx.copied_config())
         .await
         .map_err(exec_err)?;
+    streamed?;
     if rows == 0 {
         return Err(Error::Empty {
             group: group.to_string(),

@@ -87,6 +87,24 @@ async fn a_csv_header_that_does_not_match_the_declared_columns() {
     .await;
 }
 
+/// A null in a source's declared order column is reported by the order check, naming the
+/// file and the row, even when the group's rows show it first as a null key.
+#[tokio::test]
+async fn a_null_in_the_order_column_names_its_row() {
+    let ordered = WINDOW_CONFIG.replace(
+        "path = \"events.csv\"",
+        "path = \"events.csv\"\nordered_by = \"ts\"",
+    );
+    let csv = format!("{}b,,5.0\n", good_events());
+    let f = Fixture::new(&ordered, &[("events.csv", &csv)]);
+    fails(
+        &f,
+        Exit::BadInput,
+        &["events.csv", "row 3", "\"ts\"", "is null"],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn unparsable_timestamp() {
     let csv = format!("{}a,yesterday-ish,1.0\n", good_events());

@@ -190,6 +190,34 @@ pub fn check_definition(definition: &TableDefinition) -> Result<SchemaRef> {
     Ok(schema)
 }
 
+/// How the columns of `new` differ from `old`: each column gone, new or of another type, or
+/// else their order.
+fn column_changes(old: &[crate::format::ColumnDef], new: &[crate::format::ColumnDef]) -> String {
+    let find = |cols: &[crate::format::ColumnDef], name: &str| {
+        cols.iter()
+            .find(|c| c.name == name)
+            .map(|c| c.data_type.clone())
+    };
+    let mut changes = Vec::new();
+    for c in old {
+        match find(new, &c.name) {
+            None => changes.push(format!("column {:?} is gone", c.name)),
+            Some(t) if t != c.data_type => changes.push(format!(
+                "column {:?} was {}, is now {t}",
+                c.name, c.data_type
+            )),
+            Some(_) => {}
+        }
+    }
+    for c in new.iter().filter(|c| find(old, &c.name).is_none()) {
+        changes.push(format!("column {:?} ({}) is new", c.name, c.data_type));
+    }
+    match changes.is_empty() {
+        true => "the columns are in another order".to_string(),
+        false => changes.join(", "),
+    }
+}
+
 /// Whether a column of `data_type` cannot be written (see [`check_definition`]); readers
 /// still accept such columns.
 pub fn unportable(data_type: &DataType) -> bool {
@@ -701,9 +729,11 @@ impl Store {
             if strip(old) != strip(new) {
                 return Err(Error::SchemaMismatch {
                     table: request.definition.name.to_string(),
-                    reason: "an append or range replace must keep the columns and types of the \
-                             current version; use a full refresh (overwrite) to change them"
-                        .into(),
+                    reason: format!(
+                        "{}; an append or range replace must keep the columns and types of the \
+                         current version; use a full refresh (overwrite) to change them",
+                        column_changes(old, new)
+                    ),
                 });
             }
         }
@@ -822,6 +852,32 @@ mod tests {
 
     use super::*;
     use crate::format::ColumnDef;
+
+    /// A schema change a range replace cannot take is said column by column.
+    #[test]
+    fn column_changes_name_each_column() {
+        let cols = |spec: &[(&str, &str)]| -> Vec<ColumnDef> {
+            spec.iter()
+                .map(|(n, t)| ColumnDef {
+                    name: n.to_string(),
+                    data_type: t.to_string(),
+                    nullable: true,
+                    description: String::new(),
+                })
+                .collect()
+        };
+        let old = cols(&[("id", "int64"), ("v", "int64"), ("gone", "string")]);
+        let new = cols(&[("id", "int64"), ("v", "double"), ("extra", "bool")]);
+        assert_eq!(
+            column_changes(&old, &new),
+            "column \"v\" was int64, is now double, column \"gone\" is gone, column \"extra\" (bool) is new"
+        );
+        let reordered = cols(&[("v", "int64"), ("id", "int64"), ("gone", "string")]);
+        assert_eq!(
+            column_changes(&old, &reordered),
+            "the columns are in another order"
+        );
+    }
 
     /// Writers refuse the types Parquet readers do not read back as written; the others of
     /// a definition are fine.

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{ArrayRef, AsArray, StringArray};
+use arrow::array::{ArrayRef, StringArray};
 use arrow::compute::CastOptions;
 use arrow::datatypes::DataType;
 use indexmap::IndexMap;
@@ -229,7 +229,7 @@ pub fn allowed_array(values: &[AllowedValue], data_type: &DataType) -> Result<Ar
         let text: StringArray = values.iter().map(|v| Some(v.text())).collect();
         arrow::compute::cast_with_options(&text, data_type, &strict)
     };
-    let array = cast(values).map_err(|e| {
+    cast(values).map_err(|e| {
         let bad = values
             .iter()
             .find(|v| cast(std::slice::from_ref(*v)).is_err());
@@ -237,46 +237,7 @@ pub fn allowed_array(values: &[AllowedValue], data_type: &DataType) -> Result<Ar
             Some(v) => format!("allowed value {:?} is not of type {data_type}", v.text()),
             None => format!("allowed values are not of type {data_type}: {e}"),
         }
-    })?;
-    if let DataType::Decimal128(..) | DataType::Decimal256(..) = data_type {
-        decimals_exact(values, &array, data_type)?;
-    }
-    Ok(array)
-}
-
-/// Arrow's cast from text rounds a decimal to the type's scale, even when strict: `0.125`
-/// would be allowed as `0.13` in a `decimal(10, 2)` column. Each value must come back from the
-/// column's type unchanged, compared at the widest scale.
-fn decimals_exact(
-    values: &[AllowedValue],
-    array: &ArrayRef,
-    data_type: &DataType,
-) -> Result<(), String> {
-    let wide = DataType::Decimal256(76, 38);
-    let strict = CastOptions {
-        safe: false,
-        ..Default::default()
-    };
-    let text: StringArray = values.iter().map(|v| Some(v.text())).collect();
-    let as_given = arrow::compute::cast_with_options(&text, &wide, &strict);
-    let as_stored = arrow::compute::cast_with_options(array, &wide, &strict);
-    let (Ok(as_given), Ok(as_stored)) = (as_given, as_stored) else {
-        // Beyond 38 integer or fractional digits: not exactly representable either.
-        return Err(format!(
-            "allowed values are not exactly representable as {data_type}"
-        ));
-    };
-    let (given, stored) = (
-        as_given.as_primitive::<arrow::datatypes::Decimal256Type>(),
-        as_stored.as_primitive::<arrow::datatypes::Decimal256Type>(),
-    );
-    match (0..values.len()).find(|&i| given.value(i) != stored.value(i)) {
-        Some(i) => Err(format!(
-            "allowed value {:?} is not exactly representable as {data_type}",
-            values[i].text()
-        )),
-        None => Ok(()),
-    }
+    })
 }
 
 /// A loaded config file with what is needed to resolve relative paths and hash it.
@@ -628,42 +589,6 @@ d = { type = "date64[ms]" }
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("groups.g.columns.t: timestamp[s] cannot be stored"));
         assert!(problems[1].starts_with("groups.g.columns.d: date64[ms] cannot be stored"));
-    }
-
-    /// A decimal allowed value is taken only if the column's type holds it exactly: Arrow's
-    /// cast rounds `0.125` to `0.13` in a `decimal(10, 2)`, which would allow a value the
-    /// config does not list.
-    #[test]
-    fn allowed_decimals_must_fit_the_scale() {
-        use super::{AllowedValue as V, allowed_array};
-        use arrow::array::AsArray;
-        use arrow::datatypes::{DataType, Decimal128Type};
-        let decimal = DataType::Decimal128(10, 2);
-        let fits = [
-            V::Float(0.5),
-            V::Integer(3),
-            V::Text("0.10".into()),
-            V::Text("-7.25".into()),
-            V::Float(0.1),
-        ];
-        let array = allowed_array(&fits, &decimal).unwrap();
-        let stored: Vec<i128> = array.as_primitive::<Decimal128Type>().values().to_vec();
-        assert_eq!(stored, [50, 300, 10, -725, 10]);
-        for value in [
-            V::Float(0.125),
-            V::Text("0.125".into()),
-            V::Text("1.001".into()),
-        ] {
-            let text = match &value {
-                V::Float(f) => f.to_string(),
-                V::Text(t) => t.clone(),
-                _ => unreachable!(),
-            };
-            assert_eq!(
-                allowed_array(&[V::Integer(1), value], &decimal).unwrap_err(),
-                format!("allowed value {text:?} is not exactly representable as Decimal128(10, 2)")
-            );
-        }
     }
 
     /// `check` rejects drift, range and finite rules on a column declared with a type they

@@ -6,11 +6,8 @@
 //! full run after a range run with the whole latest version. Where the latest commit wrote
 //! exactly those rows (a full refresh before a full run, the same range before a range run),
 //! its stored statistics are the reference; otherwise the drift columns of the latest version
-//! are read back (only the files that can hold rows of the range) and profiled.
+//! are read back (only the rows of the range, `TableSnapshot::batches_in_range`) and profiled.
 
-use arrow::array::{BooleanArray, Int64Array, RecordBatch};
-use arrow::compute::kernels::cmp;
-use arrow::error::ArrowError;
 use futures::TryStreamExt;
 use storage::{Name, Operation, Store, TableCommit, TableStatistics, VersionSpec};
 
@@ -38,10 +35,10 @@ pub async fn reference(
     if same_rows || columns.is_empty() {
         return Ok(latest.statistics.clone());
     }
-    let mut snapshot = store
+    let snapshot = store
         .table(table, VersionSpec::Version(latest.version))
         .await?;
-    let definition = snapshot.definition().clone();
+    let definition = snapshot.definition();
     let profiled: Vec<String> = columns
         .iter()
         .filter(|c| definition.column(c).is_some())
@@ -50,58 +47,28 @@ pub async fn reference(
     if profiled.is_empty() {
         return Ok(None);
     }
-    let mut read = profiled.clone();
-    if let Some((from, to)) = range {
-        snapshot.files.retain(|f| {
-            f.min_event_time_us.is_none_or(|lo| lo < to)
-                && f.max_event_time_us.is_none_or(|hi| hi >= from)
-        });
-        read.push(definition.event_time.clone());
-    }
-    let arrow_err = |source: ArrowError| storage::Error::Arrow {
-        path: format!("tables/{table}"),
-        source,
+    let mut batches = match range {
+        Some((from, to)) => snapshot.batches_in_range(store, &profiled, from, to),
+        None => snapshot.batches(store, Some(profiled.clone())),
     };
-    let mut batches = snapshot.batches(store, Some(read));
     let mut profiler: Option<fti_stats::TableProfiler> = None;
     while let Some(batch) = batches.try_next().await? {
-        // Columns come in the file's order: found by name.
-        let batch = match range {
-            Some((from, to)) => {
-                in_range(&batch, &definition.event_time, from, to).map_err(arrow_err)?
-            }
-            None => batch,
-        };
+        // Columns come in the file's order (and a range adds the event time): found by name.
         let schema = batch.schema();
-        let indices = profiled
+        let projected = profiled
             .iter()
             .map(|c| schema.index_of(c))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(arrow_err)?;
-        let batch = batch.project(&indices).map_err(arrow_err)?;
+            .and_then(|indices| batch.project(&indices))
+            .map_err(|source| storage::Error::Arrow {
+                path: format!("tables/{table}"),
+                source,
+            })?;
         profiler
-            .get_or_insert_with(|| fti_stats::TableProfiler::new(&batch.schema()))
-            .update(&batch);
+            .get_or_insert_with(|| fti_stats::TableProfiler::new(&projected.schema()))
+            .update(&projected);
     }
     Ok(profiler
         .map(|p| p.finish().0)
         .filter(|stats| stats.num_rows > 0))
-}
-
-/// The rows of `batch` whose event time (column `event_time`) is in `[from, to)` microseconds.
-fn in_range(
-    batch: &RecordBatch,
-    event_time: &str,
-    from: i64,
-    to: i64,
-) -> std::result::Result<RecordBatch, ArrowError> {
-    let column = batch
-        .column_by_name(event_time)
-        .ok_or_else(|| ArrowError::SchemaError(format!("no event time column {event_time:?}")))?;
-    let micros =
-        storage::table::to_micros(column).map_err(|e| ArrowError::ComputeError(e.to_string()))?;
-    let (lo, hi) = (Int64Array::new_scalar(from), Int64Array::new_scalar(to));
-    let keep: BooleanArray =
-        arrow::compute::and(&cmp::gt_eq(&micros, &lo)?, &cmp::lt(&micros, &hi)?)?;
-    arrow::compute::filter_record_batch(batch, &keep)
 }

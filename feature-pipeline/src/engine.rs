@@ -87,7 +87,6 @@ pub async fn session(
     options: &EngineOptions,
     groups: usize,
 ) -> Result<SessionContext> {
-    check_overrides(repo, overrides)?;
     let runtime = RuntimeEnvBuilder::new()
         // Shared fairly by the spilling operators of the groups running at the same time.
         .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit)))
@@ -103,13 +102,9 @@ pub async fn session(
     ctx.add_optimizer_rule(Arc::new(crate::timestamp_parts::TimestampPartsRule));
     ctx.add_optimizer_rule(Arc::new(crate::rows_window::RowsWindowRule));
     ctx.add_optimizer_rule(Arc::new(crate::string_concat::StringConcatRule));
-    for (name, source) in &repo.repo.sources {
-        let path = overrides
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, p)| p.clone())
-            .unwrap_or_else(|| repo.resolve(&source.path));
-        crate::source::register_source(&ctx, name, source, &path).await?;
+    for (name, path) in source_paths(repo, overrides)? {
+        let source = &repo.repo.sources[&name];
+        crate::source::register_source(&ctx, &name, source, &path).await?;
     }
     register_views(&ctx, repo).await?;
     Ok(ctx)

@@ -226,29 +226,20 @@ async fn check_csv_header(
         .delimiter(delimiter)
         .file_extension(extension)
         .schema_infer_max_records(1);
-    let names = |fields: &[&str]| fields.join(", ");
-    let want: Vec<&str> = declared
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
-    let listing = ctx
+    let names = |schema: &Schema| -> Vec<String> {
+        schema.fields().iter().map(|f| f.name().clone()).collect()
+    };
+    let header = ctx
         .read_csv(path, options)
         .await
         .map_err(|e| format!("cannot read the CSV header: {e}"))?;
-    let found: Vec<String> = listing
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let found: Vec<&str> = found.iter().map(String::as_str).collect();
+    let (found, want) = (names(header.schema().as_arrow()), names(declared));
     if !found.is_empty() && found != want {
         return Err(format!(
             "the CSV header names the columns [{}], the source declares [{}] (declared columns \
              are read by position, so the header must name them in order)",
-            names(&found),
-            names(&want)
+            found.join(", "),
+            want.join(", ")
         ));
     }
     Ok(())

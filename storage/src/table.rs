@@ -97,6 +97,43 @@ impl TableSnapshot {
             .boxed()
     }
 
+    /// Streams the rows whose event time is in `[from_us, to_us)`, keeping only `columns`
+    /// and the event time (last, if not among them); files outside the range are not read.
+    pub fn batches_in_range(
+        &self,
+        store: &Store,
+        columns: &[String],
+        from_us: i64,
+        to_us: i64,
+    ) -> BoxStream<'static, Result<RecordBatch>> {
+        let mut within = self.clone();
+        within.files.retain(|f| overlaps(f, from_us, to_us));
+        let event_time = self.definition().event_time.clone();
+        let mut read = columns.to_vec();
+        if !read.contains(&event_time) {
+            read.push(event_time.clone());
+        }
+        within
+            .batches(store, Some(read))
+            .and_then(move |batch| {
+                let err = |source| Error::Arrow {
+                    path: "event time".into(),
+                    source,
+                };
+                let kept = batch
+                    .schema()
+                    .index_of(&event_time)
+                    .map_err(err)
+                    .and_then(|at| outside_range(&batch, at, from_us, to_us))
+                    .and_then(|outside| arrow::compute::not(&outside).map_err(err))
+                    .and_then(|inside| {
+                        arrow::compute::filter_record_batch(&batch, &inside).map_err(err)
+                    });
+                futures::future::ready(kept)
+            })
+            .boxed()
+    }
+
     /// Reads the whole table into memory.
     pub async fn read_all(
         &self,
@@ -749,16 +786,14 @@ impl Store {
             Operation::ReplaceRange { from_us, to_us } => {
                 let mut rewriter: Option<TableWriter> = None;
                 for file in &previous.files {
-                    let (Some(lo), Some(hi)) = (file.min_event_time_us, file.max_event_time_us)
-                    else {
-                        continue;
-                    };
-                    if hi < from_us || lo >= to_us {
+                    if !overlaps(file, from_us, to_us) {
                         continue;
                     }
                     remove.push(file.file.path.clone());
                     kept_rows -= file.num_rows;
-                    if lo >= from_us && hi < to_us {
+                    if file.min_event_time_us >= Some(from_us)
+                        && file.max_event_time_us < Some(to_us)
+                    {
                         continue;
                     }
                     // Partly inside the range: keep the rows outside it in a new file.
@@ -813,6 +848,13 @@ fn outside_range(
     let before = cmp::lt(&micros, &Int64Array::new_scalar(from_us)).map_err(err)?;
     let after = cmp::gt_eq(&micros, &Int64Array::new_scalar(to_us)).map_err(err)?;
     arrow::compute::or(&before, &after).map_err(err)
+}
+
+/// Whether `file` may hold rows whose event time is in `[from_us, to_us)` (a file without a
+/// range has no rows).
+fn overlaps(file: &DataFile, from_us: i64, to_us: i64) -> bool {
+    matches!((file.min_event_time_us, file.max_event_time_us),
+        (Some(lo), Some(hi)) if hi >= from_us && lo < to_us)
 }
 
 fn backoff(attempt: u32) -> std::time::Duration {

@@ -7,7 +7,7 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::catalog::{MemTable, Session, TableProvider};
 use datafusion::common::utils::memory::RecordBatchMemoryCounter;
-use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::error::Result as DfResult;
 use datafusion::execution::memory_pool::{
     FairSpillPool, MemoryConsumer, MemoryPool, MemoryReservation,
 };
@@ -60,7 +60,8 @@ fn session_config(options: &EngineOptions, groups: usize) -> SessionConfig {
     let mut config = SessionConfig::new()
         .with_target_partitions(options.partitions(groups))
         .with_batch_size(64 * 1024)
-        .with_extension(Arc::new(crate::source::SourceChecks::default()));
+        .with_extension(Arc::new(crate::source::SourceChecks::default()))
+        .with_extension(Arc::new(crate::bad_record::TextSources::default()));
     // Parquet strings are read as Utf8View (DataFusion's default, kept on purpose): decoding
     // makes views into the dictionary page instead of copying every value, and short strings
     // (airport codes) are grouped and joined by comparing 16-byte views, not bytes (flights:
@@ -202,7 +203,7 @@ struct CachedView {
     /// The view's declared (logical) schema: the rows are held under it, so plans over the
     /// view see the schema they were planned with.
     schema: SchemaRef,
-    cached: tokio::sync::OnceCell<std::result::Result<Option<Held>, String>>,
+    cached: tokio::sync::OnceCell<std::result::Result<Option<Held>, crate::bad_record::Kept>>,
 }
 
 /// A cached view's rows and the memory reserved for them.
@@ -284,13 +285,13 @@ impl TableProvider for CachedView {
         let held = self
             .cached
             .get_or_init(|| async {
-                self.compute(pool)
-                    .await
-                    .map_err(|e| format!("view {}: {e}", self.name))
+                self.compute(pool).await.map_err(|e| {
+                    crate::bad_record::Kept::new(&e, format!("view {}: {e}", self.name))
+                })
             })
             .await
             .as_ref()
-            .map_err(|e| DataFusionError::Execution(e.clone()))?;
+            .map_err(|kept| kept.error())?;
         match held {
             Some(held) => held.table.scan(state, projection, filters, limit).await,
             None => {

@@ -4,6 +4,7 @@
 //! DataFusion SQL ([`engine`]), checked by validation rules before anything is committed
 //! ([`validate`]), and committed through the `storage` crate's layout ([`run`]).
 
+pub mod bad_record;
 pub mod config;
 pub mod drift_reference;
 pub mod engine;

@@ -25,6 +25,7 @@ use storage::{
 use tokio::sync::Semaphore;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::bad_record;
 use crate::config::{GroupConfig, LoadedRepo};
 use crate::drift_reference;
 use crate::engine::{self, EngineOptions};
@@ -545,7 +546,16 @@ async fn compute_group(
             .filter(et.clone().gt_eq(from).and(et.lt(to)))
             .map_err(exec_err)?;
     }
-    let plan = df.create_physical_plan().await.map_err(exec_err)?;
+    let plan = match df.create_physical_plan().await {
+        Ok(plan) => plan,
+        // Planning computes the cached views the query reads.
+        Err(e) if bad_record::is_reader_error(&e) => {
+            return Err(bad_record::first_bad_record(ctx)
+                .await
+                .unwrap_or_else(|| exec_err(e)));
+        }
+        Err(e) => return Err(exec_err(e)),
+    };
     let batches = batch_schema(&target, &plan.schema());
     let sorted_by = leading_columns(plan.as_ref());
     tracing::debug!(group, sorted_by = ?sorted_by, "output ordering");
@@ -558,14 +568,19 @@ async fn compute_group(
         .map(BackgroundWriter::start);
     let mut rows = 0u64;
     let mut last_log = Instant::now();
+    let mut reader_failed = false;
     let streamed: Result<()> = loop {
         let Some(batch) = stream.next().await else {
             break Ok(());
         };
-        let batch = match batch
-            .map_err(exec_err)
-            .and_then(|b| conform(group, &b, &batches))
-        {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                reader_failed = bad_record::is_reader_error(&e);
+                break Err(exec_err(e));
+            }
+        };
+        let batch = match conform(group, &batch, &batches) {
             Ok(batch) => batch,
             Err(e) => break Err(e),
         };
@@ -585,9 +600,14 @@ async fn compute_group(
     // The rows may come from a source whose order check is still running. Its error comes
     // first: it names the file and row of what the rows only showed as a symptom (a null in
     // the declared order column becomes a null key, reported without a row).
-    crate::source::ordered_sources_checked(&ctx.copied_config())
-        .await
-        .map_err(exec_err)?;
+    let checked = crate::source::ordered_sources_checked(&ctx.copied_config()).await;
+    // A reader's error names neither the file nor (reading in parallel) the right line.
+    if (reader_failed || checked.as_ref().is_err_and(bad_record::is_reader_error))
+        && let Some(located) = bad_record::first_bad_record(ctx).await
+    {
+        return Err(located);
+    }
+    checked.map_err(exec_err)?;
     streamed?;
     if rows == 0 {
         return Err(Error::Empty {

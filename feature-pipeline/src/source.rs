@@ -30,6 +30,7 @@ use datafusion::prelude::{
 };
 use futures::StreamExt;
 
+use crate::bad_record::{Kept, TextSource, TextSources};
 use crate::config::{Format, SourceConfig};
 use crate::error::{Error, Result};
 
@@ -109,13 +110,29 @@ pub async fn register_source(
         .await
         .map_err(err)?;
     }
-    if source.row_index.is_none() && source.ordered_by.is_none() {
-        return Ok(());
-    }
     let raw = ctx
         .table_provider(&raw_name)
         .await
         .map_err(|e| err(e.to_string()))?;
+    if source.format != Format::Parquet
+        && let Some(text) = ctx.state().config().get_extension::<TextSources>()
+    {
+        text.add(TextSource {
+            name: name.to_string(),
+            path: path.to_string(),
+            format: source.format,
+            extension: match source.format {
+                Format::Csv => csv_ext.clone(),
+                _ => json_ext.clone(),
+            },
+            schema: raw.schema(),
+            has_header: source.has_header.unwrap_or(true),
+            delimiter: source.delimiter.unwrap_or(',') as u8,
+        });
+    }
+    if source.row_index.is_none() && source.ordered_by.is_none() {
+        return Ok(());
+    }
     let in_file_order = file_order_scan(ctx, &raw_name, raw.clone())
         .await
         .map_err(|e| err(e.to_string()))?;
@@ -327,20 +344,19 @@ pub struct SourceCheck {
     in_file_order: DataFrame,
     /// `source "name" (path)`, for errors.
     what: String,
-    outcome: tokio::sync::OnceCell<std::result::Result<(), String>>,
+    outcome: tokio::sync::OnceCell<std::result::Result<(), Kept>>,
 }
 
 impl SourceCheck {
     async fn ensure(&self) -> DfResult<()> {
         let outcome = self.outcome.get_or_init(|| self.run()).await;
-        outcome
-            .clone()
-            .map_err(|message| DataFusionError::Execution(format!("{}: {message}", self.what)))
+        outcome.clone().map_err(|kept| kept.error())
     }
 
     /// Reads the column in file order; the first row that breaks the rule is the error.
-    async fn run(&self) -> std::result::Result<(), String> {
-        let text = |e: DataFusionError| e.to_string();
+    async fn run(&self) -> std::result::Result<(), Kept> {
+        let what = &self.what;
+        let text = |e: DataFusionError| Kept::new(&e, format!("{what}: {e}"));
         let mut stream = self
             .in_file_order
             .clone()
@@ -353,7 +369,8 @@ impl SourceCheck {
         let mut last: Option<(i64, String)> = None;
         while let Some(batch) = stream.next().await {
             let values = batch.map_err(text)?.column(0).clone();
-            self.check(&values, rows, &mut last)?;
+            self.check(&values, rows, &mut last)
+                .map_err(|m| Kept::other(format!("{what}: {m}")))?;
             rows += values.len() as i64;
         }
         Ok(())

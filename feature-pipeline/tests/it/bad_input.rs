@@ -55,11 +55,77 @@ async fn an_override_of_an_unknown_source_is_a_flag_error() {
     build_features(&f.store, &job).await.unwrap();
 }
 
+/// A value that does not parse, or a record with a field too many, is named by file, line
+/// (the header is line 1) and column.
 #[tokio::test]
 async fn malformed_csv_row() {
     let csv = format!("{}a,2024-01-03T12:00:00,not-a-number\n", good_events());
     let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &csv)]);
-    fails(&f, Exit::BadInput, &["trailing", "not-a-number"]).await;
+    let located = [
+        "source \"events\"",
+        "events.csv",
+        "line 5:",
+        "column \"value\" (double): \"not-a-number\" is not a valid double",
+    ];
+    fails(&f, Exit::BadInput, &located).await;
+    let csv = good_events().replacen("\nb,", ",9\nb,", 1);
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &csv)]);
+    let located = [
+        "events.csv",
+        "line 3:",
+        "wrong number of fields: expected 3",
+    ];
+    fails(&f, Exit::BadInput, &located).await;
+}
+
+/// The engine reads a large file in byte ranges on several cores; the line is still counted
+/// from the start of the file.
+#[tokio::test]
+async fn a_malformed_row_deep_in_a_large_csv_is_named_by_its_line() {
+    let rows: Vec<(&str, i64, f64)> = (0..400_000)
+        .map(|i| (["a", "b", "c"][i % 3], (i / 20_000) as i64, i as f64))
+        .collect();
+    let mut csv = events_csv(&rows);
+    let at = csv.match_indices('\n').nth(300_000).unwrap().0;
+    let line_end = at + csv[at + 1..].find('\n').unwrap() + 1;
+    let comma = csv[..line_end].rfind(',').unwrap();
+    csv.replace_range(comma + 1..line_end, "1.2.3");
+    assert!(
+        csv.len() > 10 << 20,
+        "larger than one range of a parallel scan"
+    );
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &csv)]);
+    // Newline 300,000 (0-based) ends line 300,001: the bad record is line 300,002.
+    let located = [
+        "events.csv",
+        "line 300002:",
+        "\"1.2.3\" is not a valid double",
+    ];
+    fails(&f, Exit::BadInput, &located).await;
+}
+
+/// A JSON-lines record that does not read is named by file and line.
+#[tokio::test]
+async fn malformed_json_line() {
+    let config = WINDOW_CONFIG
+        .replace("format = \"csv\"", "format = \"jsonl\"")
+        .replace("path = \"events.csv\"", "path = \"events.jsonl\"");
+    let line = |day: u32, value: &str| {
+        format!("{{\"key\": \"a\", \"ts\": \"2024-01-0{day}T12:00:00\", \"value\": {value}}}\n")
+    };
+    let good = format!("{}{}\n{}", line(1, "1.0"), line(2, "2.0"), line(3, "3.0"));
+    for (bad, needles) in [
+        (
+            line(4, "\"high\""),
+            ["line 5:", "failed to parse \"high\" as Float64"],
+        ),
+        (line(4, "high"), ["line 5:", "unexpected 'h'"]),
+    ] {
+        let f = Fixture::new(&config, &[("events.jsonl", &format!("{good}{bad}"))]);
+        let mut all = vec!["source \"events\"", "events.jsonl"];
+        all.extend(needles);
+        fails(&f, Exit::BadInput, &all).await;
+    }
 }
 
 /// A CSV whose header names other columns than the declared ones, or the same in another

@@ -1,0 +1,516 @@
+//! The record of a CSV or JSON-lines source that its reader rejected, named by file and line.
+//!
+//! The engine reads a text file in byte ranges on several cores, so the reader's own error
+//! ("line 3") counts from the start of a range or batch, not of the file, and names no file.
+//! When a group fails on such an error, [`first_bad_record`] reads the session's text sources
+//! again in file order, a batch at a time and, in the batch that fails, a record at a time.
+//! This runs only on the error path.
+
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectStoreExt;
+
+use crate::config::Format;
+use crate::error::Error;
+
+/// Records decoded per batch before a failing batch is read again record by record.
+const BATCH: usize = 4096;
+
+/// A text source as the engine reads it: the schema (declared or inferred) and CSV options.
+#[derive(Debug)]
+pub struct TextSource {
+    pub name: String,
+    pub path: String,
+    pub format: Format,
+    pub extension: String,
+    pub schema: SchemaRef,
+    pub has_header: bool,
+    pub delimiter: u8,
+}
+
+/// The session's text sources in registration order, in a `SessionConfig` extension.
+#[derive(Debug, Default)]
+pub struct TextSources(Mutex<Vec<Arc<TextSource>>>);
+
+impl TextSources {
+    pub fn add(&self, source: TextSource) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(source));
+    }
+}
+
+/// The error type a kept failure (a view or check computed once per session) is returned
+/// with when a source's reader raised it, so that [`is_reader_error`] still recognises it.
+#[derive(Debug)]
+struct ReaderFailed(String);
+
+impl std::fmt::Display for ReaderFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ReaderFailed {}
+
+/// A failure kept to be returned again, e.g. from a `OnceCell`.
+#[derive(Clone, Debug)]
+pub struct Kept {
+    message: String,
+    reader: bool,
+}
+
+impl Kept {
+    pub fn new(error: &DataFusionError, message: String) -> Self {
+        Self {
+            message,
+            reader: is_reader_error(error),
+        }
+    }
+
+    /// A failure found by the code keeping it, not by a reader.
+    pub fn other(message: String) -> Self {
+        Self {
+            message,
+            reader: false,
+        }
+    }
+
+    pub fn error(&self) -> DataFusionError {
+        match self.reader {
+            true => DataFusionError::External(Box::new(ReaderFailed(self.message.clone()))),
+            false => DataFusionError::Execution(self.message.clone()),
+        }
+    }
+}
+
+/// Whether a CSV or JSON reader raised `error`: a value it could not parse, a record with the
+/// wrong number of fields, malformed JSON.
+pub fn is_reader_error(error: &DataFusionError) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if e.is::<ReaderFailed>()
+            || matches!(
+                e.downcast_ref::<ArrowError>(),
+                Some(
+                    ArrowError::ParseError(_) | ArrowError::CsvError(_) | ArrowError::JsonError(_)
+                )
+            )
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The first record of the session's text sources that their reader rejects, as the source
+/// error naming its file and line; `None` when every record reads (or the files cannot be
+/// read again: then the engine's error stands).
+pub async fn first_bad_record(ctx: &SessionContext) -> Option<Error> {
+    let sources: Vec<Arc<TextSource>> = ctx
+        .copied_config()
+        .get_extension::<TextSources>()?
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let state = ctx.state();
+    for source in sources {
+        match find_in_source(&state, &source).await {
+            Ok(Some((file, message))) => {
+                return Some(Error::Source {
+                    source_name: source.name.clone(),
+                    path: file,
+                    message,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(source = %source.name, "cannot read again: {e}"),
+        }
+    }
+    None
+}
+
+/// The file and description of the source's first bad record.
+async fn find_in_source(
+    state: &dyn Session,
+    source: &TextSource,
+) -> Result<Option<(String, String)>, DataFusionError> {
+    let url = ListingTableUrl::parse(&source.path)?;
+    let store = state.runtime_env().object_store(url.object_store())?;
+    let mut files: Vec<_> = url
+        .list_all_files(state, store.as_ref(), &source.extension)
+        .await?
+        .try_collect()
+        .await?;
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    let single = files.len() == 1;
+    for file in files {
+        let bytes = store
+            .get(&file.location)
+            .await?
+            .into_stream()
+            .map_err(DataFusionError::from);
+        if let Some(message) = find_in_file(source, bytes).await? {
+            let name = match single {
+                true => source.path.clone(),
+                false => match url.scheme() {
+                    "file" => format!("/{}", file.location),
+                    _ => format!("{}{}", url.object_store().as_str(), file.location),
+                },
+            };
+            return Ok(Some((name, message)));
+        }
+    }
+    Ok(None)
+}
+
+/// A CSV or JSON decoder over bytes fed in any pieces.
+enum Decoder {
+    Csv(Box<arrow::csv::reader::Decoder>),
+    Json(arrow::json::reader::Decoder),
+}
+
+impl Decoder {
+    fn new(source: &TextSource, schema: SchemaRef, batch: usize) -> Result<Self, ArrowError> {
+        Ok(match source.format {
+            Format::Csv => Self::Csv(Box::new(
+                arrow::csv::ReaderBuilder::new(schema)
+                    .with_delimiter(source.delimiter)
+                    .with_batch_size(batch)
+                    .build_decoder(),
+            )),
+            _ => Self::Json(
+                arrow::json::ReaderBuilder::new(schema)
+                    .with_batch_size(batch)
+                    .build_decoder()?,
+            ),
+        })
+    }
+
+    fn decode(&mut self, buf: &[u8]) -> Result<usize, ArrowError> {
+        match self {
+            Self::Csv(d) => d.decode(buf),
+            Self::Json(d) => d.decode(buf),
+        }
+    }
+
+    fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        match self {
+            Self::Csv(d) => d.flush(),
+            Self::Json(d) => d.flush(),
+        }
+    }
+}
+
+/// Reads one file a batch at a time, keeping the bytes of the current batch; the batch that
+/// fails is read again a record at a time to find the record and its line.
+async fn find_in_file<B: AsRef<[u8]>>(
+    source: &TextSource,
+    mut bytes: impl futures::Stream<Item = Result<B, DataFusionError>> + Unpin,
+) -> Result<Option<String>, DataFusionError> {
+    let mut decoder = Decoder::new(source, source.schema.clone(), BATCH)?;
+    let mut header = Header::new(source.format == Format::Csv && source.has_header);
+    // The bytes of the batch being decoded, and the file line it starts on.
+    let mut batch: Vec<u8> = Vec::new();
+    let mut first_line = 1usize;
+    loop {
+        let next = bytes.next().await.transpose()?;
+        let end = next.is_none();
+        let mut rest = header.skip(next.as_ref().map_or(&[], |c| c.as_ref()), &mut first_line);
+        loop {
+            let read = match decoder.decode(rest) {
+                Ok(read) => read,
+                Err(_) => {
+                    batch.extend_from_slice(rest);
+                    return Ok(find_in_batch(source, &batch, first_line));
+                }
+            };
+            batch.extend_from_slice(&rest[..read]);
+            rest = &rest[read..];
+            // A full batch stops short of the input; the last one ends with it.
+            if rest.is_empty() && !end {
+                break;
+            }
+            match decoder.flush() {
+                Ok(flushed) => {
+                    first_line += newlines(&batch);
+                    batch.clear();
+                    // Nothing read and nothing to flush: the decoder takes no more.
+                    if rest.is_empty() || (read == 0 && flushed.is_none()) {
+                        break;
+                    }
+                }
+                Err(_) => return Ok(find_in_batch(source, &batch, first_line)),
+            }
+        }
+        if end {
+            return Ok(None);
+        }
+    }
+}
+
+/// The first record of `batch` (starting on file line `first_line`) that fails on its own.
+fn find_in_batch(source: &TextSource, batch: &[u8], first_line: usize) -> Option<String> {
+    let mut decoder = Decoder::new(source, source.schema.clone(), 1).ok()?;
+    let mut at = 0;
+    while at < batch.len() {
+        let start = at + blank_prefix(&batch[at..]);
+        let line = first_line + newlines(&batch[..start]);
+        let mut end = at;
+        // Decode one record (the decoder stops after it), then parse it.
+        loop {
+            match decoder.decode(&batch[end..]) {
+                Ok(0) => break,
+                Ok(read) => end += read,
+                Err(e) => return Some(format!("line {line}: {}", reader_problem(&e))),
+            }
+            if end == batch.len() {
+                // The last record may lack its line end.
+                if let Err(e) = decoder.decode(&[]) {
+                    return Some(format!("line {line}: {}", reader_problem(&e)));
+                }
+                break;
+            }
+        }
+        if let Err(e) = decoder.flush() {
+            let record = &batch[start..end];
+            let problem = match source.format {
+                Format::Csv => {
+                    csv_value_problem(source, record).unwrap_or_else(|| reader_problem(&e))
+                }
+                _ => reader_problem(&e),
+            };
+            return Some(format!("line {line}: {problem}"));
+        }
+        if end == at {
+            break;
+        }
+        at = end;
+    }
+    None
+}
+
+/// Which column of a CSV record does not parse as its type, and its text.
+fn csv_value_problem(source: &TextSource, record: &[u8]) -> Option<String> {
+    let fields = source.schema.fields();
+    let text = Arc::new(Schema::new(
+        fields
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ));
+    let read = |schema: SchemaRef, column: usize| {
+        let mut decoder = arrow::csv::ReaderBuilder::new(schema)
+            .with_delimiter(source.delimiter)
+            .with_batch_size(1)
+            .with_projection(vec![column])
+            .build_decoder();
+        decoder.decode(record)?;
+        decoder.decode(&[])?;
+        decoder.flush()
+    };
+    (0..fields.len()).find_map(|i| {
+        read(source.schema.clone(), i).err()?;
+        let value = read(text.clone(), i).ok().flatten().map(|batch| {
+            arrow::util::display::array_value_to_string(batch.column(0), 0).unwrap_or_default()
+        });
+        let field = &fields[i];
+        Some(format!(
+            "column {:?} ({}): {:?} is not a valid {} (rule: the source's column types)",
+            field.name(),
+            storage::types::type_name(field.data_type()),
+            value.unwrap_or_default(),
+            storage::types::type_name(field.data_type()),
+        ))
+    })
+}
+
+/// The reader's message without its own line count, which is relative to where it started.
+fn reader_problem(error: &ArrowError) -> String {
+    let text = match error {
+        ArrowError::CsvError(m) | ArrowError::JsonError(m) | ArrowError::ParseError(m) => m.clone(),
+        other => other.to_string(),
+    };
+    match text.split_once(", expected ") {
+        Some((_, counts)) if text.starts_with("incorrect number of fields") => format!(
+            "wrong number of fields: expected {}",
+            counts.replacen(" got ", ", found ", 1)
+        ),
+        _ => text,
+    }
+}
+
+fn newlines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\n').count()
+}
+
+/// Line ends and blanks a reader skips before a record.
+fn blank_prefix(bytes: &[u8]) -> usize {
+    bytes.iter().take_while(|b| b.is_ascii_whitespace()).count()
+}
+
+/// Skips a CSV header (its first record: up to the first line end outside quotes), which may
+/// span chunks.
+struct Header {
+    pending: bool,
+    quoted: bool,
+}
+
+impl Header {
+    fn new(pending: bool) -> Self {
+        Self {
+            pending,
+            quoted: false,
+        }
+    }
+
+    /// The part of `chunk` after the header, counting the header's lines into `line`.
+    fn skip<'a>(&mut self, chunk: &'a [u8], line: &mut usize) -> &'a [u8] {
+        if !self.pending {
+            return chunk;
+        }
+        for (i, &b) in chunk.iter().enumerate() {
+            match b {
+                b'"' => self.quoted = !self.quoted,
+                b'\n' => {
+                    *line += 1;
+                    if !self.quoted {
+                        self.pending = false;
+                        return &chunk[i + 1..];
+                    }
+                }
+                _ => {}
+            }
+        }
+        &[]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(format: Format, columns: &[(&str, DataType)]) -> TextSource {
+        TextSource {
+            name: "s".into(),
+            path: "s".into(),
+            format,
+            extension: String::new(),
+            schema: Arc::new(Schema::new(
+                columns
+                    .iter()
+                    .map(|(n, t)| Field::new(*n, t.clone(), true))
+                    .collect::<Vec<_>>(),
+            )),
+            has_header: true,
+            delimiter: b',',
+        }
+    }
+
+    /// Finds the bad record of `text` fed in chunks of `size` bytes.
+    fn find(source: &TextSource, text: &str, size: usize) -> Option<String> {
+        let chunks: Vec<Result<Vec<u8>, DataFusionError>> = text
+            .as_bytes()
+            .chunks(size)
+            .map(|c| Ok(c.to_vec()))
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(find_in_file(source, futures::stream::iter(chunks)))
+            .unwrap()
+    }
+
+    fn csv_rows(n: usize, bad: Option<(usize, &str)>) -> String {
+        let mut text = String::from("k,v\n");
+        for i in 0..n {
+            match bad {
+                Some((row, record)) if row == i => text.push_str(record),
+                _ => text.push_str(&format!("k{i},{i}.5")),
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    #[test]
+    fn names_the_file_line_of_a_bad_csv_value_in_any_batch_and_chunking() {
+        let s = source(
+            Format::Csv,
+            &[("k", DataType::Utf8), ("v", DataType::Float64)],
+        );
+        for row in [0, 5, BATCH - 1, BATCH, 3 * BATCH + 17] {
+            let text = csv_rows(3 * BATCH + 20, Some((row, "kx,oops")));
+            for size in [1, 7, 64 * 1024, text.len()] {
+                let found = find(&s, &text, size).unwrap_or_default();
+                // The header is line 1 and data row `row` (0-based) is on line row + 2.
+                let want = format!(
+                    "line {}: column \"v\" (double): \"oops\" is not a valid double",
+                    row + 2
+                );
+                assert!(
+                    found.starts_with(&want),
+                    "row {row}, chunks of {size}: {found}"
+                );
+            }
+        }
+        assert_eq!(find(&s, &csv_rows(100, None), 13), None);
+    }
+
+    #[test]
+    fn counts_lines_inside_quotes_and_names_a_wrong_field_count() {
+        let s = source(
+            Format::Csv,
+            &[("k", DataType::Utf8), ("v", DataType::Float64)],
+        );
+        let text = "\"k\nk\",v\n\"a\nb\",1.0\nc,2.0\nd,3.0,4\n";
+        for size in [1, 3, text.len()] {
+            let found = find(&s, text, size).unwrap_or_default();
+            // "found 3", or "found more than 2" when the record outgrows the buffer.
+            assert!(
+                found.starts_with("line 6: wrong number of fields: expected 2, found "),
+                "chunks of {size}: {found}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_the_line_of_a_bad_json_record() {
+        let s = source(
+            Format::Jsonl,
+            &[("k", DataType::Utf8), ("v", DataType::Float64)],
+        );
+        let mut text = String::new();
+        for i in 0..BATCH + 3 {
+            text.push_str(&format!("{{\"k\": \"k{i}\", \"v\": {i}.5}}\n"));
+        }
+        let good = text.clone();
+        text.push_str("\n{\"k\": \"x\", \"v\": \"oops\"}\n");
+        for size in [5, text.len()] {
+            let found = find(&s, &text, size).unwrap_or_default();
+            assert!(
+                found.starts_with(&format!("line {}: ", BATCH + 5)),
+                "{found}"
+            );
+        }
+        let broken = format!("{good}{{\"k\": nope, \"v\": 1}}\n");
+        let found = find(&s, &broken, 11).unwrap_or_default();
+        assert!(
+            found.starts_with(&format!("line {}: ", BATCH + 4)),
+            "{found}"
+        );
+        assert_eq!(find(&s, &good, 17), None);
+    }
+}

@@ -12,7 +12,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
-use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
@@ -146,29 +145,15 @@ async fn find_in_source(
     state: &dyn Session,
     source: &TextSource,
 ) -> Result<Option<(String, String)>, DataFusionError> {
-    let url = ListingTableUrl::parse(&source.path)?;
-    let store = state.runtime_env().object_store(url.object_store())?;
-    let mut files: Vec<_> = url
-        .list_all_files(state, store.as_ref(), &source.extension)
-        .await?
-        .try_collect()
-        .await?;
-    files.sort_by(|a, b| a.location.cmp(&b.location));
-    let single = files.len() == 1;
-    for file in files {
+    let (store, files) =
+        crate::source::source_files(state, &source.path, &source.extension).await?;
+    for (name, file) in files {
         let bytes = store
             .get(&file.location)
             .await?
             .into_stream()
             .map_err(DataFusionError::from);
         if let Some(message) = find_in_file(source, bytes).await? {
-            let name = match single {
-                true => source.path.clone(),
-                false => match url.scheme() {
-                    "file" => format!("/{}", file.location),
-                    _ => format!("{}{}", url.object_store().as_str(), file.location),
-                },
-            };
             return Ok(Some((name, message)));
         }
     }

@@ -57,7 +57,9 @@ pub struct SourceConfig {
     pub has_header: Option<bool>,
     /// CSV: field delimiter (default `,`).
     pub delimiter: Option<char>,
-    /// Declared schema (CSV and JSON lines); inferred when absent.
+    /// Declared schema. CSV and JSON lines are read with it (CSV by position); each Parquet
+    /// file must have these columns with these types (others are read too). Inferred when
+    /// absent.
     pub columns: Option<Vec<SourceColumn>>,
 }
 
@@ -317,9 +319,6 @@ impl FeatureRepo {
             }
             if source.path.trim().is_empty() {
                 problems.push(format!("{at}.path: must not be empty"));
-            }
-            if source.columns.is_some() && source.format == Format::Parquet {
-                problems.push(format!("{at}.columns: parquet files carry their own schema; declare columns for csv or jsonl only"));
             }
             for column in source.columns.iter().flatten() {
                 if let Err(e) = storage::types::parse_type(&column.data_type) {

@@ -17,6 +17,9 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
@@ -28,7 +31,8 @@ use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext,
 };
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectMeta, ObjectStore};
 
 use crate::bad_record::{Kept, TextSource, TextSources};
 use crate::config::{Format, SourceConfig};
@@ -73,6 +77,9 @@ pub async fn register_source(
         false => name.to_string(),
     };
     let (csv_ext, json_ext) = (extension(path, ".csv"), extension(path, ".jsonl"));
+    if let (Format::Parquet, Some(declared)) = (source.format, &schema) {
+        check_parquet_files(ctx, name, path, Some(declared)).await?;
+    }
     let registered = match source.format {
         Format::Parquet => {
             ctx.register_parquet(&raw_name, path, ParquetReadOptions::default())
@@ -96,7 +103,15 @@ pub async fn register_source(
             ctx.register_json(&raw_name, path, options).await
         }
     };
-    registered.map_err(|e| err(e.to_string()))?;
+    if let Err(e) = registered {
+        // DataFusion says two files' schemas do not merge, not which files.
+        if source.format == Format::Parquet
+            && let Err(located) = check_parquet_files(ctx, name, path, None).await
+        {
+            return Err(located);
+        }
+        return Err(err(e.to_string()));
+    }
     if let (Format::Csv, Some(schema), true) =
         (&source.format, &schema, source.has_header.unwrap_or(true))
     {
@@ -260,6 +275,115 @@ async fn check_csv_header(
         ));
     }
     Ok(())
+}
+
+/// The files of a source in path order, each with the name errors give it (the path as
+/// given, for a single file).
+pub(crate) async fn source_files(
+    state: &dyn Session,
+    path: &str,
+    extension: &str,
+) -> DfResult<(Arc<dyn ObjectStore>, Vec<(String, ObjectMeta)>)> {
+    let url = ListingTableUrl::parse(path)?;
+    let store = state.runtime_env().object_store(url.object_store())?;
+    let mut files: Vec<ObjectMeta> = url
+        .list_all_files(state, store.as_ref(), extension)
+        .await?
+        .try_collect()
+        .await?;
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    let single = files.len() == 1;
+    let named = files
+        .into_iter()
+        .map(|file| {
+            let name = match (single, url.scheme()) {
+                (true, _) => path.to_string(),
+                (false, "file") => format!("/{}", file.location),
+                (false, _) => format!("{}{}", url.object_store().as_str(), file.location),
+            };
+            (name, file)
+        })
+        .collect();
+    Ok((store, named))
+}
+
+/// Checks each file of a Parquet source against its declared columns (each present, with its
+/// type; other columns are allowed) or, without any, against the first file: the error names
+/// the file and column.
+async fn check_parquet_files(
+    ctx: &SessionContext,
+    name: &str,
+    path: &str,
+    declared: Option<&Schema>,
+) -> Result<()> {
+    let err = |file: &str, message: String| Error::Source {
+        source_name: name.to_string(),
+        path: file.to_string(),
+        message,
+    };
+    let state = ctx.state();
+    let (store, files) = source_files(&state, path, &extension(path, ".parquet"))
+        .await
+        .map_err(|e| err(path, e.to_string()))?;
+    let mut first: Option<(String, Schema)> = None;
+    for (file, meta) in files {
+        let schema = ParquetFormat::default()
+            .infer_schema(&state, &store, &[meta])
+            .await
+            .map_err(|e| err(&file, e.to_string()))?
+            .as_ref()
+            .clone();
+        let (expected, rule) = match (declared, &first) {
+            (Some(declared), _) => (declared, "the source's declared columns".to_string()),
+            (None, Some((first_file, first_schema))) => (
+                first_schema,
+                format!("the files of a source agree on column types; {first_file} is the first"),
+            ),
+            (None, None) => {
+                first = Some((file, schema));
+                continue;
+            }
+        };
+        for want in expected.fields() {
+            let problem = match schema.field_with_name(want.name()) {
+                Err(_) if declared.is_none() => continue,
+                Err(_) => format!(
+                    "is missing (declared {}); the file has {}",
+                    storage::types::type_name(want.data_type()),
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Ok(found) if same_type(found.data_type(), want.data_type()) => continue,
+                Ok(found) => format!(
+                    "is {}, expected {}",
+                    storage::types::type_name(&plain_type(found.data_type())),
+                    storage::types::type_name(want.data_type())
+                ),
+            };
+            return Err(err(
+                &file,
+                format!("column {:?} {problem} (rule: {rule})", want.name()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Types equal but for the string (or binary) layout, which readers choose.
+fn same_type(a: &DataType, b: &DataType) -> bool {
+    plain_type(a) == plain_type(b)
+}
+
+fn plain_type(t: &DataType) -> DataType {
+    match t {
+        DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        DataType::LargeBinary | DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    }
 }
 
 fn extension(path: &str, default: &str) -> String {

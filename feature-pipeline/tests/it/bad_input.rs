@@ -323,6 +323,81 @@ async fn unreadable_parquet() {
     fails(&f, Exit::BadInput, &["events.parquet"]).await;
 }
 
+/// Events as Parquet with `value` as given (two rows, days 0 and 1).
+fn events_parquet(value: arrow::array::ArrayRef) -> Vec<u8> {
+    use arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
+    let batch = arrow::array::RecordBatch::try_from_iter([
+        (
+            "key",
+            std::sync::Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
+        ),
+        (
+            "ts",
+            std::sync::Arc::new(TimestampMicrosecondArray::from(vec![
+                1_704_110_400_000_000,
+                1_704_196_800_000_000,
+            ])),
+        ),
+        ("value", value),
+    ])
+    .unwrap();
+    let mut out = Vec::new();
+    let mut writer =
+        datafusion::parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    out
+}
+
+/// A Parquet source may declare the columns it must have: a file whose column changed type
+/// is bad input naming the file and column (without the declaration the query fails to plan,
+/// an SQL error, exit 2); a directory whose files disagree names the file that differs.
+#[tokio::test]
+async fn a_parquet_column_of_another_type_names_the_file() {
+    use arrow::array::{Float64Array, StringArray};
+    use std::sync::Arc;
+    let declared = WINDOW_CONFIG
+        .replace("format = \"csv\"", "format = \"parquet\"")
+        .replace("path = \"events.csv\"", "path = \"events.parquet\"");
+    let f = Fixture::new(&declared, &[]);
+    f.write(
+        "events.parquet",
+        events_parquet(Arc::new(StringArray::from(vec!["1.0", "x"]))),
+    );
+    let expected = [
+        "source \"events\"",
+        "events.parquet",
+        "column \"value\" is string, expected double (rule: the source's declared columns)",
+    ];
+    fails(&f, Exit::BadInput, &expected).await;
+    f.write(
+        "events.parquet",
+        events_parquet(Arc::new(Float64Array::from(vec![1.0, 2.0]))),
+    );
+    build_features(&f.store, &f.job()).await.unwrap();
+
+    let inferred = declared.replace(
+        "columns = [\n  { name = \"key\", type = \"string\" },\n  { name = \"ts\", type = \"timestamp[us]\" },\n  { name = \"value\", type = \"double\" },\n]\n",
+        "",
+    ).replace("path = \"events.parquet\"", "path = \"events/\"");
+    assert!(!inferred.contains("columns = ["), "{inferred}");
+    let f = Fixture::new(&inferred, &[]);
+    std::fs::create_dir(f.path("events")).unwrap();
+    f.write(
+        "events/a.parquet",
+        events_parquet(Arc::new(Float64Array::from(vec![1.0, 2.0]))),
+    );
+    f.write(
+        "events/b.parquet",
+        events_parquet(Arc::new(StringArray::from(vec!["1.0", "x"]))),
+    );
+    let expected = [
+        "b.parquet): column \"value\" is string, expected double",
+        "a.parquet is the first",
+    ];
+    fails(&f, Exit::BadInput, &expected).await;
+}
+
 #[tokio::test]
 async fn column_of_the_wrong_type() {
     let config = WINDOW_CONFIG.replace("n = { type = \"int64\" }", "n = { type = \"double\" }");

@@ -1,5 +1,5 @@
 //! The feature repository file (TOML): sources, shared views and feature groups with their
-//! validation rules. Loading checks the structure (unknown keys, types) with line and column;
+//! validation rules. Loading checks the structure (every unknown key, types) with line and column;
 //! [`FeatureRepo::problems`] checks the meaning (names, rules, SQL syntax) without data.
 
 use std::collections::BTreeMap;
@@ -257,9 +257,15 @@ impl LoadedRepo {
             path: path.display().to_string(),
             source,
         })?;
-        let repo = toml::from_str(&text).map_err(|e| Error::ParseConfig {
-            path: path.display().to_string(),
-            message: e.to_string(),
+        let repo = parse(&text).map_err(|e| match e {
+            Unparsed::First(e) => Error::ParseConfig {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            },
+            Unparsed::UnknownKeys(problems) => Error::InvalidConfig {
+                path: path.display().to_string(),
+                problems,
+            },
         })?;
         Ok(LoadedRepo {
             path: path.to_path_buf(),
@@ -276,6 +282,102 @@ impl LoadedRepo {
         let base = self.path.parent().unwrap_or(Path::new("."));
         base.join(path).display().to_string()
     }
+}
+
+/// Why a file did not parse.
+enum Unparsed {
+    /// A structural error (syntax, a wrong type) other than an unknown key: the parser's own
+    /// message, with the line shown.
+    First(toml::de::Error),
+    /// Unknown keys, each with its line and column, then what else is wrong (the file with
+    /// those keys removed parsed, or failed on the error that ends the list).
+    UnknownKeys(Vec<String>),
+}
+
+/// Parses a repository file. The parser stops at its first error; so that a file with several
+/// unknown keys (typos) is not fixed one run at a time, each unknown `key = value` is blanked
+/// out (spaces, so that later positions still point into the file as written) and the file
+/// parsed again, up to a limit.
+fn parse(text: &str) -> std::result::Result<FeatureRepo, Unparsed> {
+    let mut blanked = text.to_string();
+    let mut problems = Vec::new();
+    for _ in 0..100 {
+        let e = match toml::from_str::<FeatureRepo>(&blanked) {
+            Ok(repo) if problems.is_empty() => return Ok(repo),
+            Ok(repo) => {
+                problems.extend(repo.problems());
+                return Err(Unparsed::UnknownKeys(problems));
+            }
+            Err(e) => e,
+        };
+        let unknown = e
+            .span()
+            .filter(|_| e.message().starts_with("unknown field"))
+            .and_then(|key| blank_entry(&blanked, key));
+        match unknown {
+            None if problems.is_empty() => return Err(Unparsed::First(e)),
+            None => {
+                problems.push(located(text, &e));
+                return Err(Unparsed::UnknownKeys(problems));
+            }
+            Some(next) => {
+                problems.push(located(text, &e));
+                blanked = next;
+            }
+        }
+    }
+    Err(Unparsed::UnknownKeys(problems))
+}
+
+/// `line L, column C: message`, for an error in `text`.
+fn located(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    format!("line {line}, column {column}: {}", e.message())
+}
+
+/// `text` with the `key = value` entry whose key is at `key` replaced by spaces (and a comma
+/// after it, in an inline table), or `None` if the key is not such an entry (a table header).
+fn blank_entry(text: &str, key: std::ops::Range<usize>) -> Option<String> {
+    use toml::de::{DeTable, DeValue};
+    fn find(table: &DeTable<'_>, key: &std::ops::Range<usize>) -> Option<(usize, usize)> {
+        table.iter().find_map(|(k, v)| {
+            if k.span().start <= key.start && key.end <= k.span().end {
+                return Some((k.span().start, v.span().end));
+            }
+            in_value(v.get_ref(), key)
+        })
+    }
+    fn in_value(value: &DeValue<'_>, key: &std::ops::Range<usize>) -> Option<(usize, usize)> {
+        match value {
+            DeValue::Table(t) => find(t, key),
+            DeValue::Array(items) => items.iter().find_map(|v| in_value(v.get_ref(), key)),
+            _ => None,
+        }
+    }
+    let document = DeTable::parse(text).ok()?;
+    let (start, value_end) = find(document.get_ref(), &key)?;
+    // Only `key = value`: a key from a table header has no `=` after it.
+    if !text.get(key.end..)?.trim_start().starts_with('=') || value_end < key.end {
+        return None;
+    }
+    let rest = text.get(value_end..)?;
+    let spaces = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+    let end = match rest[spaces..].starts_with(',') {
+        true => value_end + spaces + 1,
+        false => value_end,
+    };
+    let mut bytes = text.as_bytes().to_vec();
+    for b in &mut bytes[start..end] {
+        if *b != b'\n' && *b != b'\r' {
+            *b = b' ';
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// A group's declared column, in order.

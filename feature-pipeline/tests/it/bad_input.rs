@@ -641,6 +641,44 @@ fn unknown_keys_are_config_errors_with_a_location() {
     let text = err.to_string();
     assert!(text.contains("ownr") && text.contains("line"), "{text}");
     assert_eq!(err.exit(), Exit::Config);
+
+    // Every unknown key is reported at once, with its line and column (in an inline table, a
+    // multi-line value, a rule), followed by the other problems of the file.
+    let config = WINDOW_CONFIG
+        .replace(
+            "format = \"csv\"",
+            "format = \"csv\"\nformt = [\n  1,\n  2,\n]",
+        )
+        .replace("{ name = \"ts\",", "{ name = \"ts\", typ = \"x\",")
+        .replace("owner = \"tests\"", "owner = \"tests\"\nownr = \"typo\"")
+        .replace(
+            "rule = \"unique_key\"",
+            "rule = \"unique_key\"\nseverty = \"warn\"",
+        )
+        .replace(
+            "entity_keys = [\"key\"]",
+            "entity_keys = [\"key\", \"nope\"]",
+        );
+    let f = Fixture::new(&config, &[]);
+    let err = LoadedRepo::load(&f.path("features.toml")).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.exit(), Exit::Config);
+    let line = |needle: &str| config.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for expected in [
+        format!("line {}, column 1: unknown field `formt`", line("formt")),
+        format!("line {}, column 18: unknown field `typ`", line("typ =")),
+        format!("line {}, column 1: unknown field `ownr`", line("ownr")),
+        format!(
+            "line {}, column 1: unknown field `severty`",
+            line("severty")
+        ),
+        "unknown column \"nope\"".to_string(),
+    ] {
+        assert!(
+            text.contains(&expected),
+            "{expected:?} missing from: {text}"
+        );
+    }
 }
 
 /// Duplicate (entity, event time) rows fail `unique_key` whatever order the query returns

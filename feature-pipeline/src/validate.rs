@@ -41,6 +41,9 @@ pub struct Validator {
     /// NaN and infinities in the float columns of `range` rules, by rule: the statistics'
     /// minimum and maximum are over finite values, so they alone would pass an infinity.
     non_finite: HashMap<usize, NonFinite>,
+    /// By rule: the first row that broke it (its key and the column's value), for the
+    /// failure message.
+    first_offender: HashMap<usize, String>,
 }
 
 /// Counts of the values of a float column that are not finite numbers.
@@ -79,7 +82,8 @@ struct AllowedState {
     values: Vec<AllowedValue>,
     encoded: Option<EncodedValues>,
     violations: u64,
-    example: Option<String>,
+    /// The first row outside the set in the current batch, taken after each batch.
+    example_row: Option<usize>,
     /// Why a batch's values could not be checked (an allowed value that is not of the
     /// column's type, a type the row format cannot encode); the rule then fails.
     unchecked: Option<String>,
@@ -130,12 +134,7 @@ impl AllowedState {
         for (i, row) in rows.iter().enumerate() {
             if column.is_valid(i) && !set.contains(row.as_ref()) {
                 self.violations += 1;
-                if self.example.is_none() {
-                    let format = arrow::util::display::FormatOptions::default();
-                    self.example = arrow::util::display::ArrayFormatter::try_new(column, &format)
-                        .map(|f| f.value(i).to_string())
-                        .ok();
-                }
+                self.example_row.get_or_insert(i);
             }
         }
         Ok(())
@@ -184,7 +183,7 @@ impl Validator {
                         values,
                         encoded: None,
                         violations: 0,
-                        example: None,
+                        example_row: None,
                         unchecked: None,
                     },
                 )
@@ -219,6 +218,7 @@ impl Validator {
             unique_unchecked,
             allowed,
             non_finite,
+            first_offender: HashMap::new(),
         }
     }
 
@@ -265,6 +265,24 @@ impl Validator {
                 continue;
             };
             state.update(column);
+            if let Some(row) = state.example_row.take()
+                && !self.first_offender.contains_key(i)
+            {
+                let described = describe_offender(batch, &self.key_columns, &self.rules[*i], row);
+                self.first_offender.insert(*i, described);
+            }
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            if self.first_offender.contains_key(&i) {
+                continue;
+            }
+            let Some(column) = rule.column.as_deref().and_then(|c| batch.column_by_name(c)) else {
+                continue;
+            };
+            if let Some(row) = first_offender(rule, column) {
+                let described = describe_offender(batch, &self.key_columns, rule, row);
+                self.first_offender.insert(i, described);
+            }
         }
         for (i, counts) in &mut self.non_finite {
             if let Some(column) = self.rules[*i]
@@ -461,10 +479,10 @@ impl Validator {
                 }
                 RuleKind::AllowedValues => {
                     let state = &self.allowed[&i];
-                    let what = match (&state.unchecked, &state.example) {
-                        (Some(e), _) => format!("values could not be checked: {e}"),
-                        (None, Some(e)) => format!("values outside the allowed set (e.g. {e:?})"),
-                        (None, None) => "values outside the allowed set".to_string(),
+                    // The first value outside the set is named with its row, below.
+                    let what = match &state.unchecked {
+                        Some(e) => format!("values could not be checked: {e}"),
+                        None => "values outside the allowed set".to_string(),
                     };
                     (
                         state.violations == 0 && state.unchecked.is_none(),
@@ -532,6 +550,10 @@ impl Validator {
                     }
                 }
             };
+            let what = match self.first_offender.get(&i) {
+                Some(row) if !passed => format!("{what}; first: {row}"),
+                _ => what,
+            };
             let severity = rule.severity.into();
             let on = column
                 .as_deref()
@@ -555,6 +577,92 @@ impl Validator {
         }
         report
     }
+}
+
+/// The first row of `column` (one batch) that breaks `rule`, for rules that judge values one
+/// by one. A batch that keeps the rule costs one vectorised pass at most: a range is tested
+/// on the batch's minimum and maximum before any row is looked at.
+fn first_offender(rule: &RuleConfig, column: &ArrayRef) -> Option<usize> {
+    let floats = || arrow::compute::cast(column, &DataType::Float64).ok();
+    let first = |values: &ArrayRef, bad: &dyn Fn(f64) -> bool| {
+        let values = values.as_primitive::<arrow::datatypes::Float64Type>();
+        (0..values.len()).find(|&i| values.is_valid(i) && bad(values.value(i)))
+    };
+    match rule.rule {
+        RuleKind::NotNull | RuleKind::MaxNullFraction => {
+            column.logical_nulls()?.iter().position(|valid| !valid)
+        }
+        RuleKind::Finite if column.data_type().is_floating() => {
+            first(&floats()?, &|v| !v.is_finite())
+        }
+        // Dates and times are judged in microseconds (the statistics' unit): not here.
+        RuleKind::Range
+            if column.data_type().is_numeric() && (rule.min.is_some() || rule.max.is_some()) =>
+        {
+            let (min, max) = (
+                rule.min.unwrap_or(f64::NEG_INFINITY),
+                rule.max.unwrap_or(f64::INFINITY),
+            );
+            // NaN is in no range; arrow's minimum and maximum put it above every number.
+            let outside = |v: f64| v.is_nan() || v < min || v > max;
+            if let Some((lo, hi)) = bounds(column)
+                && !outside(lo)
+                && !outside(hi)
+            {
+                return None;
+            }
+            first(&floats()?, &outside)
+        }
+        _ => None,
+    }
+}
+
+/// The smallest and largest value of a numeric batch, as `f64`; `None` for other types or
+/// when every value is null.
+fn bounds(column: &ArrayRef) -> Option<(f64, f64)> {
+    use arrow::datatypes::*;
+    macro_rules! bounds {
+        ($t:ty) => {{
+            let values = column.as_primitive::<$t>();
+            Some((
+                arrow::compute::min(values)? as f64,
+                arrow::compute::max(values)? as f64,
+            ))
+        }};
+    }
+    match column.data_type() {
+        DataType::Int8 => bounds!(Int8Type),
+        DataType::Int16 => bounds!(Int16Type),
+        DataType::Int32 => bounds!(Int32Type),
+        DataType::Int64 => bounds!(Int64Type),
+        DataType::UInt8 => bounds!(UInt8Type),
+        DataType::UInt16 => bounds!(UInt16Type),
+        DataType::UInt32 => bounds!(UInt32Type),
+        DataType::UInt64 => bounds!(UInt64Type),
+        DataType::Float32 => bounds!(Float32Type),
+        DataType::Float64 => bounds!(Float64Type),
+        _ => None,
+    }
+}
+
+/// `key=…, event_time=…, column=value` of a batch row.
+fn describe_offender(
+    batch: &RecordBatch,
+    keys: &[String],
+    rule: &RuleConfig,
+    row: usize,
+) -> String {
+    let mut names: Vec<String> = keys.to_vec();
+    if let Some(column) = &rule.column
+        && !names.contains(column)
+    {
+        names.push(column.clone());
+    }
+    let (names, columns): (Vec<String>, Vec<ArrayRef>) = names
+        .into_iter()
+        .filter_map(|n| batch.column_by_name(&n).cloned().map(|c| (n, c)))
+        .unzip();
+    describe_row(&columns, &names, row)
 }
 
 fn describe_row(columns: &[arrow::array::ArrayRef], names: &[String], row: usize) -> String {
@@ -680,22 +788,22 @@ rules = [
                 (
                     false,
                     json!(2),
-                    r#"group "g" column "n": rule allowed_values failed: values outside the allowed set (e.g. "3"): measured 2, limit [1,"2"]"#
+                    r#"group "g" column "n": rule allowed_values failed: values outside the allowed set; first: n=3: measured 2, limit [1,"2"]"#
                 ),
                 (
                     false,
                     json!(1),
-                    r#"group "g" column "x": rule allowed_values failed: values outside the allowed set (e.g. "2.0"): measured 1, limit [0.5,1]"#
+                    r#"group "g" column "x": rule allowed_values failed: values outside the allowed set; first: x=2.0: measured 1, limit [0.5,1]"#
                 ),
                 (
                     false,
                     json!(2),
-                    r#"group "g" column "d": rule allowed_values failed: values outside the allowed set (e.g. "2001-01-02"): measured 2, limit ["2001-01-01"]"#
+                    r#"group "g" column "d": rule allowed_values failed: values outside the allowed set; first: d=2001-01-02: measured 2, limit ["2001-01-01"]"#
                 ),
                 (
                     false,
                     json!(1),
-                    r#"group "g" column "s": rule allowed_values failed: values outside the allowed set (e.g. "sfo"): measured 1, limit ["ORD","SFO"]"#
+                    r#"group "g" column "s": rule allowed_values failed: values outside the allowed set; first: s=sfo: measured 1, limit ["ORD","SFO"]"#
                 ),
             ]
         );
@@ -763,6 +871,87 @@ rules = [
         assert!(judge("max = 100", vec![Some(5.0), Some(-inf)]).0);
         assert!(!judge("min = 0", vec![Some(-inf)]).0);
         assert!(!judge("max = 100", vec![Some(f64::NAN)]).0);
+    }
+
+    /// A failed rule that judges values one by one names the first row that broke it (its
+    /// key and value), in any batch; a passing rule names none.
+    #[test]
+    fn a_failed_rule_names_the_first_row_that_broke_it() {
+        use arrow::array::{Float64Array, Int64Array};
+        let batch = |keys: Vec<i64>, values: Vec<Option<f64>>| {
+            let t: Vec<i64> = keys.iter().map(|k| k * 10).collect();
+            RecordBatch::try_from_iter([
+                ("k", Arc::new(Int64Array::from(keys)) as ArrayRef),
+                ("t", Arc::new(Int64Array::from(t)) as ArrayRef),
+                ("x", Arc::new(Float64Array::from(values)) as ArrayRef),
+            ])
+            .unwrap()
+        };
+        let batches = [
+            batch(vec![1, 2, 3], vec![Some(1.0), Some(2.0), Some(3.0)]),
+            batch(
+                vec![4, 5, 6, 7, 8],
+                vec![Some(4.0), None, Some(f64::NAN), Some(-1.0), Some(99.0)],
+            ),
+        ];
+        let rules = r#"
+rules = [
+  { rule = "not_null", column = "x" },
+  { rule = "max_null_fraction", column = "x", max = 0.0 },
+  { rule = "finite", column = "x" },
+  { rule = "range", column = "x", min = 0 },
+  { rule = "range", column = "x", max = 50 },
+  { rule = "range", column = "x", min = 0, max = 1000 },
+  { rule = "allowed_values", column = "x", values = [1, 2, 3, 4] },
+  { rule = "range", column = "k", min = 0, max = 100 },
+]
+"#;
+        let results = rule_results(rules, &batches);
+        let first = |i: usize| {
+            let message = &results[i].message;
+            message.split_once("; first: ").map(|(_, rest)| {
+                rest.split_once(": measured")
+                    .map_or(rest, |(row, _)| row)
+                    .to_string()
+            })
+        };
+        assert_eq!(
+            first(0).as_deref(),
+            Some("k=5, t=50, x="),
+            "{}",
+            results[0].message
+        );
+        assert_eq!(first(1).as_deref(), Some("k=5, t=50, x="));
+        assert_eq!(first(2).as_deref(), Some("k=6, t=60, x=NaN"));
+        // NaN is in no range, so it is the first row out of `min = 0` (before the -1).
+        assert_eq!(first(3).as_deref(), Some("k=6, t=60, x=NaN"));
+        assert_eq!(first(4).as_deref(), Some("k=6, t=60, x=NaN"));
+        assert_eq!(first(5).as_deref(), Some("k=6, t=60, x=NaN"));
+        assert_eq!(first(6).as_deref(), Some("k=6, t=60, x=NaN"));
+        assert!(
+            results[7].passed && first(7).is_none(),
+            "{}",
+            results[7].message
+        );
+
+        // Without the NaN, each range names its own first row.
+        let batches = [
+            batch(vec![1, 2], vec![Some(1.0), Some(2.0)]),
+            batch(vec![3, 4, 5], vec![Some(60.0), Some(-1.0), Some(70.0)]),
+        ];
+        let results = rule_results(rules, &batches);
+        let first = |i: usize| {
+            results[i].message.split_once("; first: ").map(|(_, rest)| {
+                rest.split_once(": measured")
+                    .map_or(rest, |(r, _)| r)
+                    .to_string()
+            })
+        };
+        assert_eq!(first(3).as_deref(), Some("k=4, t=40, x=-1.0"));
+        assert_eq!(first(4).as_deref(), Some("k=3, t=30, x=60.0"));
+        assert_eq!(first(5).as_deref(), Some("k=4, t=40, x=-1.0"));
+        assert!(results[7].passed && first(7).is_none());
+        assert_eq!(first(6).as_deref(), Some("k=3, t=30, x=60.0"));
     }
 
     /// A rule that cannot measure its column fails, saying why, instead of passing with

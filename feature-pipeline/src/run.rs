@@ -590,8 +590,8 @@ async fn compute_group(
         {
             break Err(e);
         }
-        validator.update(&batch);
         profiler.update(&batch);
+        validator.update(&batch, &profiler);
         if last_log.elapsed().as_secs() >= 5 {
             info!(group, rows, "progress");
             last_log = Instant::now();

@@ -44,6 +44,8 @@ pub struct Validator {
     /// By rule: the first row that broke it (its key and the column's value), for the
     /// failure message.
     first_offender: HashMap<usize, String>,
+    /// By rule judged value by value: its column's running statistics before the batch.
+    watched: HashMap<usize, fti_stats::SoFar>,
 }
 
 /// Counts of the values of a float column that are not finite numbers.
@@ -219,10 +221,12 @@ impl Validator {
             allowed,
             non_finite,
             first_offender: HashMap::new(),
+            watched: HashMap::new(),
         }
     }
 
-    pub fn update(&mut self, batch: &RecordBatch) {
+    /// Takes in a batch; `profiled` is the group's statistics with the batch already added.
+    pub fn update(&mut self, batch: &RecordBatch, profiled: &fti_stats::TableProfiler) {
         if self.converter.is_some() && batch.num_rows() > 0 {
             let columns: Vec<ArrayRef> = self
                 .key_columns
@@ -272,14 +276,22 @@ impl Validator {
                 self.first_offender.insert(*i, described);
             }
         }
+        // The statistics tell which batch first breaks a rule; only that batch is searched.
         for (i, rule) in self.rules.iter().enumerate() {
             if self.first_offender.contains_key(&i) {
                 continue;
             }
-            let Some(column) = rule.column.as_deref().and_then(|c| batch.column_by_name(c)) else {
+            let Some(name) = rule.column.as_deref() else {
                 continue;
             };
-            if let Some(row) = first_offender(rule, column) {
+            let (Some(column), Some(after)) = (batch.column_by_name(name), profiled.so_far(name))
+            else {
+                continue;
+            };
+            let before = self.watched.insert(i, after).unwrap_or_default();
+            if breaks(rule, &before, &after)
+                && let Some(row) = first_offender(rule, column)
+            {
                 let described = describe_offender(batch, &self.key_columns, rule, row);
                 self.first_offender.insert(i, described);
             }
@@ -579,9 +591,27 @@ impl Validator {
     }
 }
 
+/// Whether a batch that moved a column's running statistics from `before` to `after` holds a
+/// value that breaks `rule` (one judged value by value).
+fn breaks(rule: &RuleConfig, before: &fti_stats::SoFar, after: &fti_stats::SoFar) -> bool {
+    match rule.rule {
+        RuleKind::NotNull | RuleKind::MaxNullFraction => after.nulls > before.nulls,
+        RuleKind::Finite => after.non_finite > before.non_finite,
+        RuleKind::Range => {
+            let (min, max) = (
+                rule.min.unwrap_or(f64::NEG_INFINITY),
+                rule.max.unwrap_or(f64::INFINITY),
+            );
+            after.non_finite > before.non_finite
+                || (after.min < min && after.min < before.min)
+                || (after.max > max && after.max > before.max)
+        }
+        _ => false,
+    }
+}
+
 /// The first row of `column` (one batch) that breaks `rule`, for rules that judge values one
-/// by one. A batch that keeps the rule costs one vectorised pass at most: a range is tested
-/// on the batch's minimum and maximum before any row is looked at.
+/// by one.
 fn first_offender(rule: &RuleConfig, column: &ArrayRef) -> Option<usize> {
     let floats = || arrow::compute::cast(column, &DataType::Float64).ok();
     let first = |values: &ArrayRef, bad: &dyn Fn(f64) -> bool| {
@@ -603,44 +633,9 @@ fn first_offender(rule: &RuleConfig, column: &ArrayRef) -> Option<usize> {
                 rule.min.unwrap_or(f64::NEG_INFINITY),
                 rule.max.unwrap_or(f64::INFINITY),
             );
-            // NaN is in no range; arrow's minimum and maximum put it above every number.
-            let outside = |v: f64| v.is_nan() || v < min || v > max;
-            if let Some((lo, hi)) = bounds(column)
-                && !outside(lo)
-                && !outside(hi)
-            {
-                return None;
-            }
-            first(&floats()?, &outside)
+            // NaN is in no range.
+            first(&floats()?, &|v: f64| v.is_nan() || v < min || v > max)
         }
-        _ => None,
-    }
-}
-
-/// The smallest and largest value of a numeric batch, as `f64`; `None` for other types or
-/// when every value is null.
-fn bounds(column: &ArrayRef) -> Option<(f64, f64)> {
-    use arrow::datatypes::*;
-    macro_rules! bounds {
-        ($t:ty) => {{
-            let values = column.as_primitive::<$t>();
-            Some((
-                arrow::compute::min(values)? as f64,
-                arrow::compute::max(values)? as f64,
-            ))
-        }};
-    }
-    match column.data_type() {
-        DataType::Int8 => bounds!(Int8Type),
-        DataType::Int16 => bounds!(Int16Type),
-        DataType::Int32 => bounds!(Int32Type),
-        DataType::Int64 => bounds!(Int64Type),
-        DataType::UInt8 => bounds!(UInt8Type),
-        DataType::UInt16 => bounds!(UInt16Type),
-        DataType::UInt32 => bounds!(UInt32Type),
-        DataType::UInt64 => bounds!(UInt64Type),
-        DataType::Float32 => bounds!(Float32Type),
-        DataType::Float64 => bounds!(Float64Type),
         _ => None,
     }
 }
@@ -729,8 +724,8 @@ rules = [{ rule = "unique_key" }]
         let mut validator = Validator::new("g", &config, &schema, &[]);
         let mut profiler = fti_stats::TableProfiler::new(&schema);
         for batch in batches {
-            validator.update(batch);
             profiler.update(batch);
+            validator.update(batch, &profiler);
         }
         let (stats, samples) = profiler.finish();
         validator.finish(&schema, &stats, &samples, None).rules
@@ -1029,7 +1024,7 @@ rules = [
         )
         .unwrap();
         let mut validator = Validator::new("g", &config, &declared, &[]);
-        validator.update(&batch);
+        validator.update(&batch, &fti_stats::TableProfiler::new(&declared));
         let report = validator.finish(
             &declared,
             &TableStatistics::default(),
@@ -1111,7 +1106,7 @@ rules = [
                     ],
                 )
                 .unwrap();
-                validator.update(&batch);
+                validator.update(&batch, &fti_stats::TableProfiler::new(&schema));
                 start += len;
             }
             assert_eq!(

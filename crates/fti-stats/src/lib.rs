@@ -89,6 +89,17 @@ impl ColumnProfiler {
         }
     }
 
+    /// What the values added so far hold, for rules watching for the batch that first breaks
+    /// them.
+    pub fn so_far(&self) -> SoFar {
+        SoFar {
+            nulls: self.nulls,
+            non_finite: self.nans,
+            min: self.min,
+            max: self.max,
+        }
+    }
+
     /// Adds an array of this column's values.
     pub fn update(&mut self, array: &ArrayRef) {
         self.nulls += array.null_count() as u64;
@@ -617,6 +628,27 @@ pub fn category_distance(reference: &[(String, u64)], current: &[(String, u64)])
     0.5 * freq.values().map(|(r, c)| (r - c).abs()).sum::<f64>()
 }
 
+/// A column's running counts and range ([`ColumnProfiler::so_far`]); `min` and `max` are over
+/// the finite numbers (dates and times in microseconds) and start at +inf and -inf.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoFar {
+    pub nulls: u64,
+    pub non_finite: u64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Default for SoFar {
+    fn default() -> Self {
+        SoFar {
+            nulls: 0,
+            non_finite: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
 /// Streaming statistics of every column of a table.
 #[derive(Debug, Clone)]
 pub struct TableProfiler {
@@ -643,6 +675,14 @@ impl TableProfiler {
                 profiler.update(column);
             }
         }
+    }
+
+    /// The running state of `column`, if profiled.
+    pub fn so_far(&self, column: &str) -> Option<SoFar> {
+        self.columns
+            .iter()
+            .find(|(name, _)| name == column)
+            .map(|(_, p)| p.so_far())
     }
 
     /// Statistics of every column, plus each numeric column's sample.

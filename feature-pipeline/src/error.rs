@@ -39,8 +39,12 @@ pub enum Error {
     #[error("group {group:?}: {message}")]
     Execution { group: String, message: String },
 
-    #[error("group {group:?}: the query returned no rows (empty input?)")]
-    Empty { group: String },
+    #[error("group {group:?}: the query returned no rows (empty input?){}", if *range {
+        "; to commit the range empty, deleting the table's rows there, run with --allow-empty"
+    } else {
+        ""
+    })]
+    Empty { group: String, range: bool },
 
     #[error("validation failed; nothing was committed:\n{}", failures.join("\n"))]
     Validation { failures: Vec<String> },

@@ -56,6 +56,10 @@ enum Command {
         /// source rewritten with the same size and modification time)
         #[arg(long, env = "FTI_FORCE")]
         force: bool,
+        /// Incremental run: commit a range the query returns no rows for, deleting the rows the
+        /// table had there (without it, no rows is bad input, exit 3)
+        #[arg(long, env = "FTI_ALLOW_EMPTY", requires = "from")]
+        allow_empty: bool,
         #[command(flatten)]
         engine: EngineArgs,
     },
@@ -163,6 +167,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
             sources,
             dry_run,
             force,
+            allow_empty,
             engine,
         } => {
             let range = match (from, to) {
@@ -182,6 +187,7 @@ async fn run(command: Command) -> Result<Exit, Error> {
                 run_id,
                 dry_run,
                 force,
+                allow_empty,
                 overrides: sources,
                 engine: engine.options(),
             };

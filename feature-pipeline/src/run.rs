@@ -48,6 +48,9 @@ pub struct FeatureJob {
     pub dry_run: bool,
     /// Compute and commit even a logical run whose commit is still in effect.
     pub force: bool,
+    /// A range run may commit a range the query returns no rows for (deleting the table's
+    /// rows there): a day without events. Otherwise no rows is bad input.
+    pub allow_empty: bool,
     /// `--source NAME=PATH` overrides.
     pub overrides: Vec<(String, String)>,
     pub engine: EngineOptions,
@@ -235,6 +238,7 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
                 .expect("a session exists when a group is pending");
             let store = store.clone();
             let (range, dry_run) = (job.range, job.dry_run);
+            let empty_ok = job.allow_empty && range.is_some();
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 not_started.push(group);
                 continue;
@@ -249,6 +253,7 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
                     &group,
                     &config,
                     range,
+                    empty_ok,
                     dry_run,
                     previous.as_ref(),
                     key,
@@ -526,6 +531,8 @@ async fn compute_group(
     group: &str,
     config: &GroupConfig,
     range: Option<(i64, i64)>,
+    // No rows is a result to commit (an empty range), not bad input.
+    empty_ok: bool,
     dry_run: bool,
     previous: Option<&storage::TableStatistics>,
     key: String,
@@ -609,9 +616,10 @@ async fn compute_group(
     }
     checked.map_err(exec_err)?;
     streamed?;
-    if rows == 0 {
+    if rows == 0 && !empty_ok {
         return Err(Error::Empty {
             group: group.to_string(),
+            range: range.is_some(),
         });
     }
     let files = match writer {

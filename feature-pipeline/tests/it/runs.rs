@@ -109,6 +109,53 @@ async fn rerunning_a_range_is_idempotent() {
     assert_eq!(rows(&f.store, "trailing", VersionSpec::Latest).await, full);
 }
 
+/// A range the query returns no rows for (the events of those days were wrong and are
+/// gone) is bad input, committing nothing, unless the run allows it: then the range is
+/// committed empty, its old rows deleted and the others kept.
+#[tokio::test]
+async fn an_empty_range_is_committed_only_when_allowed() {
+    let events = leaky_events();
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &events_csv(&events))]);
+    build_features(&f.store, &f.job()).await.unwrap();
+    let full = rows(&f.store, "trailing", VersionSpec::Latest).await;
+    let emptied = ["2024-01-05", "2024-01-06", "2024-01-07"];
+    let expected: Vec<String> = full
+        .iter()
+        .filter(|row| !emptied.iter().any(|day| row.contains(day)))
+        .cloned()
+        .collect();
+    assert_eq!(
+        full.len() - expected.len(),
+        5,
+        "days 4..6 of a and b on days 4 and 6"
+    );
+
+    let corrected: Vec<_> = events
+        .into_iter()
+        .filter(|(_, day, _)| !(4..7).contains(day))
+        .collect();
+    f.write("events.csv", events_csv(&corrected));
+    let mut job = f.job();
+    job.range = Some((
+        parse_time(emptied[0]).unwrap(),
+        parse_time("2024-01-08").unwrap(),
+    ));
+    let err = build_features(&f.store, &job).await.unwrap_err();
+    assert_eq!(err.exit(), fti_runtime::Exit::BadInput, "{err}");
+    assert!(err.to_string().contains("--allow-empty"), "{err}");
+    assert_eq!(f.versions("trailing").await, 1);
+
+    job.allow_empty = true;
+    let summary = build_features(&f.store, &job).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Succeeded);
+    assert_eq!(summary.groups[0].rows, 0);
+    assert_eq!(f.versions("trailing").await, 2);
+    assert_eq!(
+        rows(&f.store, "trailing", VersionSpec::Latest).await,
+        expected
+    );
+}
+
 /// A re-run is skipped only while the commit it made is in effect: after config A, then B,
 /// running A again brings A's rows back (it used to report A's old version as done and leave
 /// B's rows), a retry of that is skipped, and `force` computes a run that is done.

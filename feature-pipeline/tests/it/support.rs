@@ -97,6 +97,7 @@ impl Fixture {
             run_id: None,
             dry_run: false,
             force: false,
+            allow_empty: false,
             overrides: vec![],
             engine: EngineOptions {
                 memory_limit: 256 << 20,

@@ -14,12 +14,14 @@ use arrow::row::{RowConverter, SortField};
 use serde_json::json;
 use storage::{RuleResult, TableStatistics, ValidationReport};
 
-use crate::config::{AllowedValue, DriftMethod, GroupConfig, RuleConfig, RuleKind};
+use crate::config::{AllowedValue, DriftMethod, GroupConfig, RuleConfig, RuleKind, SeverityConfig};
 
 /// Streaming state of a group's rules.
 pub struct Validator {
     group: String,
+    /// The group's rules, then the default ones ([`with_default_rules`]).
     rules: Vec<RuleConfig>,
+    declared_rules: usize,
     key_columns: Vec<String>,
     converter: Option<RowConverter>,
     /// Key columns the input is sorted by (see [`Validator::new`]), their encoder, and the
@@ -207,7 +209,8 @@ impl Validator {
         let sorted_by_whole_key = key_columns.iter().all(|k| sorted_by.contains(k));
         Validator {
             group: group.to_string(),
-            rules: config.rules.clone(),
+            declared_rules: config.rules.len(),
+            rules: with_default_rules(&config.rules, schema),
             key_columns,
             converter,
             sorted_by_whole_key,
@@ -521,12 +524,17 @@ impl Validator {
                 }
                 RuleKind::Finite => {
                     let bad = col_stats.map_or(0, |s| s.nan_count);
-                    (
-                        bad == 0,
-                        json!(bad),
-                        json!(0),
-                        "NaN or infinite values".to_string(),
-                    )
+                    let what = match (i < self.declared_rules, bad == 0) {
+                        (true, _) => "NaN or infinite values",
+                        (false, true) => "NaN or infinite values (default rule of float columns)",
+                        (false, false) => {
+                            "NaN or infinite values (the default rule of every float column; \
+                             a finite rule declared on the column, e.g. with severity = \
+                             \"warn\", replaces it)"
+                        }
+                    }
+                    .to_string();
+                    (bad == 0, json!(bad), json!(0), what)
                 }
                 RuleKind::Drift => {
                     let reference = previous
@@ -589,6 +597,31 @@ impl Validator {
         }
         report
     }
+}
+
+/// `rules` and, for each float column of `schema` without a declared `finite` rule, a default
+/// one (severity error): NaN and infinities are bad input unless a group says otherwise.
+fn with_default_rules(rules: &[RuleConfig], schema: &Schema) -> Vec<RuleConfig> {
+    let declared = |name: &str| {
+        rules
+            .iter()
+            .any(|r| r.rule == RuleKind::Finite && r.column.as_deref() == Some(name))
+    };
+    let defaults = schema
+        .fields()
+        .iter()
+        .filter(|f| f.data_type().is_floating() && !declared(f.name()))
+        .map(|f| RuleConfig {
+            rule: RuleKind::Finite,
+            column: Some(f.name().clone()),
+            columns: None,
+            min: None,
+            max: None,
+            values: None,
+            method: None,
+            severity: SeverityConfig::Error,
+        });
+    rules.iter().cloned().chain(defaults).collect()
 }
 
 /// Whether a batch that moved a column's running statistics from `before` to `after` holds a
@@ -777,8 +810,14 @@ rules = [
             .iter()
             .map(|r| (r.passed, r.measured.clone(), r.message.as_str()))
             .collect();
+        // The float column also gets the default `finite` rule, after the declared ones.
+        assert_eq!(summary.len(), 5);
+        assert!(
+            summary[4].0 && summary[4].2.contains("rule finite passed"),
+            "{summary:?}"
+        );
         assert_eq!(
-            summary,
+            summary[..4],
             [
                 (
                     false,

@@ -425,24 +425,46 @@ async fn empty_input() {
     fails(&f, Exit::BadInput, &["trailing", "no rows"]).await;
 }
 
+/// NaN and infinities reaching a float feature are bad input by default: the run is rejected
+/// (exit 4) naming the group, column and first row, and commits nothing. A `finite` rule
+/// declared on the column replaces the default: with severity warn the run commits and
+/// records the warning.
 #[tokio::test]
 async fn nan_and_infinity_fail_a_finite_rule() {
-    let config = format!(
-        "{WINDOW_CONFIG}\n[[groups.trailing.rules]]\nrule = \"finite\"\ncolumn = \"mean_3d\"\n"
-    );
     let csv = format!(
         "{}a,2024-01-03T12:00:00,NaN\na,2024-01-04T12:00:00,inf\n",
         good_events()
     );
-    let f = Fixture::new(&config, &[("events.csv", &csv)]);
+    let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &csv)]);
     let summary = build_features(&f.store, &f.job()).await.unwrap();
     assert_eq!(summary.status, storage::RunStatus::Rejected);
-    assert!(
-        summary.groups[0].failures[0].contains("NaN or infinite"),
-        "{:?}",
-        summary.groups[0].failures
-    );
+    let failures = &summary.groups[0].failures;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    for needle in [
+        "\"trailing\" column \"mean_3d\": rule finite failed: NaN or infinite values",
+        "default rule",
+        "first: key=a, day=",
+    ] {
+        assert!(
+            failures[0].contains(needle),
+            "{needle:?} missing from {failures:?}"
+        );
+    }
     assert!(f.tables().await.is_empty());
+
+    let config = format!(
+        "{WINDOW_CONFIG}\n[[groups.trailing.rules]]\nrule = \"finite\"\ncolumn = \"mean_3d\"\nseverity = \"warn\"\n"
+    );
+    let f = Fixture::new(&config, &[("events.csv", &csv)]);
+    let summary = build_features(&f.store, &f.job()).await.unwrap();
+    assert_eq!(summary.status, storage::RunStatus::Succeeded);
+    let warnings = &summary.groups[0].warnings;
+    assert!(
+        warnings.len() == 1
+            && warnings[0].contains("rule finite failed: NaN or infinite values; first"),
+        "{warnings:?}"
+    );
+    assert_eq!(f.tables().await.len(), 1);
 }
 
 #[tokio::test]

@@ -12,7 +12,8 @@ What it does, in the order the Rust feature-pipeline does it:
   3. runs every [groups.*] query and checks that its output columns have exactly the declared
      names, order and types (pyarrow spelling; like feature-pipeline, any string encoding --
      string, large_string, string_view -- is accepted for `string`, and written as `string`);
-  4. checks the group's rules that need no previous version (everything but `drift`), as a
+  4. checks the group's rules that need no previous version (everything but `drift`), and the
+     default `finite` rule of float columns without one, as a
      sanity check that the shipped rules pass on the shipped data;
   5. with --out DIR, writes each group as DIR/features/<group>/part-0.parquet (zstd), the layout
      of the Python peer's store, so that shared/peer/compare_stores.py can compare the two.
@@ -232,7 +233,12 @@ def main(argv: list[str]) -> int:
                 result["errors"].append(f"column {c!r} has no description")
 
         result["rules"] = []
-        for rule in group.get("rules", []):
+        # As in feature-pipeline: every float column without a declared finite rule gets one.
+        rules = list(group.get("rules", []))
+        declared_finite = {r.get("column") for r in rules if r["rule"] == "finite"}
+        rules += [{"rule": "finite", "column": f.name} for f in table.schema
+                  if pa.types.is_floating(f.type) and f.name not in declared_finite]
+        for rule in rules:
             r = check_rule(rule, table, group)
             result["rules"].append(r)
             if r["passed"] is False and r["severity"] == "error":

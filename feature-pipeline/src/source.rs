@@ -32,7 +32,7 @@ use datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext,
 };
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::bad_record::{Kept, TextSource, TextSources};
 use crate::config::{Format, SourceConfig};
@@ -115,7 +115,7 @@ pub async fn register_source(
     if let (Format::Csv, Some(schema), true) =
         (&source.format, &schema, source.has_header.unwrap_or(true))
     {
-        check_csv_header(
+        check_csv_headers(
             ctx,
             path,
             schema,
@@ -123,7 +123,11 @@ pub async fn register_source(
             &csv_ext,
         )
         .await
-        .map_err(err)?;
+        .map_err(|(file, message)| Error::Source {
+            source_name: name.to_string(),
+            path: file,
+            message,
+        })?;
     }
     let raw = ctx
         .table_provider(&raw_name)
@@ -241,38 +245,57 @@ pub fn cloud_store(
     Ok(Some((base, store)))
 }
 
-/// A file name's extension if it has one, so a single file of any name can be registered.
 /// Declared CSV columns are read by position, the header line skipped: a file whose header
 /// names other columns, or the same in another order (an upstream change), would be read
-/// silently mislabelled. The header the engine reads (a directory's first file's) must name
-/// the declared columns in order; a file with no header line at all is left to the scan.
-async fn check_csv_header(
+/// silently mislabelled. Each file's header (its first line, read with a ranged get, 16 files
+/// at a time) must name the declared columns in order; an empty file is left to the scan.
+/// `Err` is the file and the problem.
+async fn check_csv_headers(
     ctx: &SessionContext,
     path: &str,
     declared: &Schema,
     delimiter: u8,
     extension: &str,
-) -> std::result::Result<(), String> {
-    let options = CsvReadOptions::new()
-        .has_header(true)
-        .delimiter(delimiter)
-        .file_extension(extension)
-        .schema_infer_max_records(1);
-    let names = |schema: &Schema| -> Vec<String> {
-        schema.fields().iter().map(|f| f.name().clone()).collect()
-    };
-    let header = ctx
-        .read_csv(path, options)
+) -> std::result::Result<(), (String, String)> {
+    let state = ctx.state();
+    let (store, files) = source_files(&state, path, extension)
         .await
-        .map_err(|e| format!("cannot read the CSV header: {e}"))?;
-    let (found, want) = (names(header.schema().as_arrow()), names(declared));
-    if !found.is_empty() && found != want {
-        return Err(format!(
-            "the CSV header names the columns [{}], the source declares [{}] (declared columns \
-             are read by position, so the header must name them in order)",
-            found.join(", "),
-            want.join(", ")
-        ));
+        .map_err(|e| (path.to_string(), format!("cannot list the files: {e}")))?;
+    let want: Vec<String> = declared.fields().iter().map(|f| f.name().clone()).collect();
+    let mut headers = futures::stream::iter(files)
+        .map(|(file, meta)| {
+            let store = store.clone();
+            async move {
+                let start = store
+                    .get_range(&meta.location, 0..meta.size.min(64 << 10))
+                    .await;
+                (file, start)
+            }
+        })
+        .buffered(16);
+    while let Some((file, start)) = headers.next().await {
+        let start =
+            start.map_err(|e| (file.clone(), format!("cannot read the CSV header: {e}")))?;
+        if start.is_empty() {
+            continue;
+        }
+        let (header, _) = arrow::csv::reader::Format::default()
+            .with_header(true)
+            .with_delimiter(delimiter)
+            .infer_schema(start.as_ref(), Some(0))
+            .map_err(|e| (file.clone(), format!("cannot read the CSV header: {e}")))?;
+        let found: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
+        if found != want {
+            return Err((
+                file,
+                format!(
+                    "the CSV header names the columns [{}], the source declares [{}] (declared \
+                     columns are read by position, so the header must name them in order)",
+                    found.join(", "),
+                    want.join(", ")
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -386,6 +409,7 @@ fn plain_type(t: &DataType) -> DataType {
     }
 }
 
+/// A file name's extension if it has one, so a single file of any name can be registered.
 fn extension(path: &str, default: &str) -> String {
     let file = path.rsplit('/').next().unwrap_or(path);
     match file.rsplit_once('.') {

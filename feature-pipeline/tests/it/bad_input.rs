@@ -151,6 +151,21 @@ async fn a_csv_header_that_does_not_match_the_declared_columns() {
         ],
     )
     .await;
+
+    // In a directory every file's header is checked, and the one that differs is named.
+    let config = WINDOW_CONFIG.replace("path = \"events.csv\"", "path = \"events/\"");
+    let f = Fixture::new(&config, &[]);
+    std::fs::create_dir(f.path("events")).unwrap();
+    f.write("events/1.csv", good_events());
+    f.write("events/2.csv", &reordered);
+    f.write("events/3.csv", good_events());
+    let err = fails(&f, Exit::BadInput, &["[key, value, ts]", "by position"]).await;
+    assert!(
+        err.to_string().contains("events/2.csv)"),
+        "the second file is named: {err}"
+    );
+    f.write("events/2.csv", good_events());
+    build_features(&f.store, &f.job()).await.unwrap();
 }
 
 /// A null in a source's declared order column is reported by the order check, naming the

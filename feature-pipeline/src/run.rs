@@ -609,18 +609,29 @@ async fn compute_group(
     // the declared order column becomes a null key, reported without a row).
     let checked = crate::source::ordered_sources_checked(&ctx.copied_config()).await;
     // A reader's error names neither the file nor (reading in parallel) the right line.
-    if (reader_failed || checked.as_ref().is_err_and(bad_record::is_reader_error))
-        && let Some(located) = bad_record::first_bad_record(ctx).await
-    {
-        return Err(located);
-    }
-    checked.map_err(exec_err)?;
-    streamed?;
-    if rows == 0 && !empty_ok {
-        return Err(Error::Empty {
+    let located = match reader_failed || checked.as_ref().is_err_and(bad_record::is_reader_error) {
+        true => bad_record::first_bad_record(ctx).await,
+        false => None,
+    };
+    let failed = match (located, checked, streamed) {
+        (Some(e), _, _) => Some(e),
+        (None, Err(e), _) => Some(exec_err(e)),
+        (None, _, Err(e)) => Some(e),
+        _ if rows == 0 && !empty_ok => Some(Error::Empty {
             group: group.to_string(),
             range: range.is_some(),
-        });
+        }),
+        _ => None,
+    };
+    if let Some(e) = failed {
+        // A long group puts a file per rows-per-file limit as it goes: delete those now
+        // rather than leave them to vacuum.
+        if let Some(writer) = writer {
+            store
+                .discard_staged(&definition.name, &writer.abandon().await)
+                .await;
+        }
+        return Err(e);
     }
     let files = match writer {
         Some(writer) => writer.finish().await?,
@@ -657,6 +668,8 @@ struct BackgroundWriter {
 enum Message {
     Batch(RecordBatch),
     Finish,
+    /// Stop and return the files put so far.
+    Abandon,
 }
 
 impl BackgroundWriter {
@@ -668,6 +681,7 @@ impl BackgroundWriter {
                     match message {
                         Message::Batch(batch) => writer.write(&batch).await?,
                         Message::Finish => return writer.finish().await,
+                        Message::Abandon => return Ok(writer.staged().to_vec()),
                     }
                 }
                 Ok(Vec::new())
@@ -689,6 +703,12 @@ impl BackgroundWriter {
     async fn finish(mut self) -> Result<Vec<DataFile>> {
         let _ = self.batches.send(Message::Finish).await;
         Self::result(&mut self.task).await
+    }
+
+    /// Stops the writer and returns the files it has put (none if it failed itself).
+    async fn abandon(mut self) -> Vec<DataFile> {
+        let _ = self.batches.send(Message::Abandon).await;
+        Self::result(&mut self.task).await.unwrap_or_default()
     }
 
     async fn result(
@@ -888,4 +908,56 @@ fn micros_to_string(us: i64) -> String {
 /// Parses `--from` / `--to`: `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM:SS` (naive, read as UTC) or RFC 3339.
 pub fn parse_time(s: &str) -> Result<i64> {
     fti_runtime::parse_time(s).map_err(Error::Flag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, Date32Array, Int64Array};
+    use futures::TryStreamExt;
+    use storage::{ColumnDef, Name, NameKind, TableDefinition};
+
+    /// A writer given up on (its group failed after it had put files) gives back the files it
+    /// put, and discarding them leaves none of them in the store.
+    #[tokio::test]
+    async fn an_abandoned_writer_gives_back_the_files_it_put() {
+        let store = Store::memory();
+        let column = |name: &str, data_type: &str| ColumnDef {
+            name: name.into(),
+            data_type: data_type.into(),
+            nullable: false,
+            description: String::new(),
+        };
+        let definition = TableDefinition {
+            name: Name::new(NameKind::FeatureGroup, "g").unwrap(),
+            entity_keys: vec!["k".into()],
+            event_time: "t".into(),
+            columns: vec![column("k", "int64"), column("t", "date32[day]")],
+            description: String::new(),
+            owner: String::new(),
+            tags: Default::default(),
+        };
+        let writer = TableWriter::new(&store, &definition)
+            .unwrap()
+            .with_rows_per_file(2);
+        let mut background = BackgroundWriter::start(writer);
+        for day in 0..5 {
+            let batch = RecordBatch::try_from_iter([
+                ("k", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+                ("t", Arc::new(Date32Array::from(vec![day, day])) as ArrayRef),
+            ])
+            .unwrap();
+            background.send(batch).await.unwrap();
+        }
+        let objects = || async {
+            let all: Vec<_> = store.object_store().list(None).try_collect().await.unwrap();
+            all.len()
+        };
+        let files = background.abandon().await;
+        assert_eq!(files.len(), 5, "a file per 2 rows");
+        let before = objects().await;
+        assert!(before >= 5, "{before} objects");
+        store.discard_staged(&definition.name, &files).await;
+        assert_eq!(objects().await, before - 5);
+    }
 }

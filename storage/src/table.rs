@@ -524,6 +524,12 @@ impl TableWriter {
         Ok(())
     }
 
+    /// The files put so far (not the one being encoded), for a writer given up on: they are
+    /// the files to [`Store::discard_staged`].
+    pub fn staged(&self) -> &[DataFile] {
+        &self.files
+    }
+
     /// Writes the last file and returns every staged file, ready to commit.
     pub async fn finish(mut self) -> Result<Vec<DataFile>> {
         self.flush().await?;

@@ -250,7 +250,7 @@ fn find_in_batch(source: &TextSource, batch: &[u8], first_line: usize) -> Option
     let mut decoder = Decoder::new(source, source.schema.clone(), 1).ok()?;
     let mut at = 0;
     while at < batch.len() {
-        let start = at + blank_prefix(&batch[at..]);
+        let start = at + blank_prefix(source.format, &batch[at..]);
         let line = first_line + newlines(&batch[..start]);
         let mut end = at;
         // Decode one record (the decoder stops after it), then parse it.
@@ -340,9 +340,14 @@ fn newlines(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| b == b'\n').count()
 }
 
-/// Line ends and blanks a reader skips before a record.
-fn blank_prefix(bytes: &[u8]) -> usize {
-    bytes.iter().take_while(|b| b.is_ascii_whitespace()).count()
+/// What a reader skips before a record: line ends (empty lines) in CSV, where a line of
+/// spaces is a record; any whitespace between JSON values.
+fn blank_prefix(format: Format, bytes: &[u8]) -> usize {
+    let blank = |b: &&u8| match format {
+        Format::Csv => matches!(b, b'\n' | b'\r'),
+        _ => b.is_ascii_whitespace(),
+    };
+    bytes.iter().take_while(blank).count()
 }
 
 /// Skips a CSV header (its first record: up to the first line end outside quotes), which may
@@ -467,6 +472,23 @@ mod tests {
             assert!(
                 found.starts_with("line 6: wrong number of fields: expected 2, found "),
                 "chunks of {size}: {found}"
+            );
+        }
+    }
+
+    /// A line of spaces or a tab is a CSV record (of one field), named by its own line.
+    #[test]
+    fn a_line_of_blanks_is_a_record_on_its_own_line() {
+        let s = source(
+            Format::Csv,
+            &[("k", DataType::Utf8), ("v", DataType::Float64)],
+        );
+        for blank in ["   ", "\t"] {
+            let text = format!("k,v\na,1.0\n\n{blank}\nb,2.0\n");
+            let found = find(&s, &text, 4).unwrap_or_default();
+            assert!(
+                found.starts_with("line 4: wrong number of fields"),
+                "{blank:?}: {found}"
             );
         }
     }

@@ -326,6 +326,7 @@ fn parse(text: &str) -> std::result::Result<FeatureRepo, Unparsed> {
             }
         }
     }
+    problems.push("(more unknown keys may follow: only the first 100 are reported)".into());
     Err(Unparsed::UnknownKeys(problems))
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::FalseyValueParser;
 use clap::{Parser, Subcommand};
 use feature_pipeline::{
     EngineOptions, Error, FeatureJob, LoadedRepo, build_features, engine, inspect, parse_time,
@@ -50,15 +51,15 @@ enum Command {
         #[arg(long = "source", env = "FTI_SOURCES", value_delimiter = ',', value_parser = parse_override)]
         sources: Vec<(String, String)>,
         /// Compute and validate, print the summary, write nothing
-        #[arg(long, env = "FTI_DRY_RUN")]
+        #[arg(long, env = "FTI_DRY_RUN", value_parser = FalseyValueParser::new())]
         dry_run: bool,
         /// Compute and commit even if this logical run's commit is still in effect (e.g. a
         /// source rewritten with the same size and modification time)
-        #[arg(long, env = "FTI_FORCE")]
+        #[arg(long, env = "FTI_FORCE", value_parser = FalseyValueParser::new())]
         force: bool,
         /// Incremental run: commit a range the query returns no rows for, deleting the rows the
-        /// table had there (without it, no rows is bad input, exit 3)
-        #[arg(long, env = "FTI_ALLOW_EMPTY", requires = "from")]
+        /// table had there (without it, no rows is bad input, exit 3); no effect on a full run
+        #[arg(long, env = "FTI_ALLOW_EMPTY", value_parser = FalseyValueParser::new())]
         allow_empty: bool,
         #[command(flatten)]
         engine: EngineArgs,

@@ -695,7 +695,8 @@ fn describe_offender(
 
 fn describe_row(columns: &[arrow::array::ArrayRef], names: &[String], row: usize) -> String {
     use arrow::util::display::{ArrayFormatter, FormatOptions};
-    let options = FormatOptions::default();
+    // A null is told apart from an empty string.
+    let options = FormatOptions::default().with_null("null");
     names
         .iter()
         .zip(columns)
@@ -951,11 +952,11 @@ rules = [
         };
         assert_eq!(
             first(0).as_deref(),
-            Some("k=5, t=50, x="),
+            Some("k=5, t=50, x=null"),
             "{}",
             results[0].message
         );
-        assert_eq!(first(1).as_deref(), Some("k=5, t=50, x="));
+        assert_eq!(first(1).as_deref(), Some("k=5, t=50, x=null"));
         assert_eq!(first(2).as_deref(), Some("k=6, t=60, x=NaN"));
         // NaN is in no range, so it is the first row out of `min = 0` (before the -1).
         assert_eq!(first(3).as_deref(), Some("k=6, t=60, x=NaN"));
@@ -1125,7 +1126,7 @@ rules = [
             let first = repeats.first().map(|(k, day)| {
                 format!(
                     "k={k}, day={}",
-                    day.map_or(String::new(), |d| d.to_string())
+                    day.map_or("null".to_string(), |d| d.to_string())
                 )
             });
             let mut validator = Validator::new("g", &config, &schema, &sorted_by);

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
 use fti_runtime::{Exit, LogArgs, StoreArgs};
 use inference_pipeline::exports::RedisTarget;
@@ -61,7 +62,7 @@ enum Command {
         #[arg(long, env = "FTI_RUN_ID")]
         run_id: Option<String>,
         /// Score and monitor, print the summary, publish nothing
-        #[arg(long, env = "FTI_DRY_RUN")]
+        #[arg(long, env = "FTI_DRY_RUN", value_parser = FalseyValueParser::new())]
         dry_run: bool,
     },
     /// Seal and publish a sharded snapshot once every shard has written its part

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::FalseyValueParser;
 use clap::{Parser, Subcommand};
 use fti_runtime::{Exit, LogArgs, StoreArgs};
 use storage::Store;
@@ -33,13 +34,13 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
         /// Move the gate's alias to the new version if it passes the gate
-        #[arg(long, env = "FTI_PROMOTE")]
+        #[arg(long, env = "FTI_PROMOTE", value_parser = FalseyValueParser::new())]
         promote: bool,
         /// Run id recorded in lineage; default derived from the spec and the table versions
         #[arg(long, env = "FTI_RUN_ID")]
         run_id: Option<String>,
         /// Train and evaluate, print the summary, register nothing
-        #[arg(long, env = "FTI_DRY_RUN")]
+        #[arg(long, env = "FTI_DRY_RUN", value_parser = FalseyValueParser::new())]
         dry_run: bool,
         /// Who is recorded as moving the alias
         #[arg(long, env = "FTI_ACTOR", default_value = "training-pipeline")]

@@ -114,8 +114,10 @@ pub fn is_reader_error(error: &DataFusionError) -> bool {
 
 /// The first record of the session's text sources that their reader rejects, as the source
 /// error naming its file and line; `None` when every record reads (or the files cannot be
-/// read again: then the engine's error stands).
-pub async fn first_bad_record(ctx: &SessionContext) -> Option<Error> {
+/// read again: then the engine's error stands). `engine_error` is the reader's error as the
+/// engine reported it: the column (and value) it names narrow the search to what the query
+/// read, so a bad value in a column or source the query never reads is not blamed.
+pub async fn first_bad_record(ctx: &SessionContext, engine_error: &str) -> Option<Error> {
     let sources: Vec<Arc<TextSource>> = ctx
         .copied_config()
         .get_extension::<TextSources>()?
@@ -123,28 +125,98 @@ pub async fn first_bad_record(ctx: &SessionContext) -> Option<Error> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let clue = Clue::from_message(engine_error);
     let state = ctx.state();
+    let mut fallback = None;
     for source in sources {
-        match find_in_source(&state, &source).await {
-            Ok(Some((file, message))) => {
-                return Some(Error::Source {
+        let Some(only) = clue.column_of(&source) else {
+            continue;
+        };
+        match find_in_source(&state, &source, only).await {
+            Ok(Some((file, found))) => {
+                let matches = clue.value.is_none() || clue.value == found.value;
+                let error = Error::Source {
                     source_name: source.name.clone(),
                     path: file,
-                    message,
-                });
+                    message: found.message,
+                };
+                if matches {
+                    return Some(error);
+                }
+                fallback.get_or_insert(error);
             }
             Ok(None) => {}
             Err(e) => tracing::debug!(source = %source.name, "cannot read again: {e}"),
         }
     }
-    None
+    fallback
 }
 
-/// The file and description of the source's first bad record.
+/// What a reader's error message says about the record it rejected.
+#[derive(Debug, Default, PartialEq)]
+struct Clue {
+    /// CSV: the column's index in the file and the text that did not parse.
+    csv_column: Option<usize>,
+    value: Option<String>,
+    /// CSV: the number of fields a record should have.
+    fields: Option<usize>,
+    /// JSON: the field that did not decode.
+    json_field: Option<String>,
+}
+
+impl Clue {
+    fn from_message(message: &str) -> Self {
+        let between = |start: &str, end: &str| {
+            let from = message.find(start)? + start.len();
+            let len = message[from..].find(end)?;
+            Some(&message[from..from + len])
+        };
+        let number = |start: &str, end: &str| between(start, end)?.trim().parse().ok();
+        Clue {
+            csv_column: number(" for column ", " at line ")
+                .or_else(|| number("Error parsing column ", " at line ")),
+            value: between("Error while parsing value '", "' as type '").map(str::to_string),
+            fields: message
+                .contains("incorrect number of fields")
+                .then(|| number(", expected ", " got"))
+                .flatten(),
+            json_field: between("whilst decoding field '", "'").map(str::to_string),
+        }
+    }
+
+    /// Whether the error can be `source`'s, and if so the one column to search (`None`:
+    /// every column).
+    fn column_of(&self, source: &TextSource) -> Option<Option<usize>> {
+        let width = source.schema.fields().len();
+        match source.format {
+            Format::Csv if self.json_field.is_some() => None,
+            Format::Csv if self.fields.is_some_and(|n| n != width) => None,
+            Format::Csv => match self.csv_column {
+                Some(i) if i >= width => None,
+                only => Some(only),
+            },
+            _ if self.csv_column.is_some() || self.fields.is_some() => None,
+            _ => match &self.json_field {
+                Some(name) => source.schema.index_of(name).ok().map(Some),
+                None => Some(None),
+            },
+        }
+    }
+}
+
+/// A bad record: what is wrong on which line, and the text of the value that did not parse.
+#[derive(Debug)]
+struct Found {
+    message: String,
+    value: Option<String>,
+}
+
+/// The file and description of the source's first bad record (in column `only`, if given).
 async fn find_in_source(
     state: &dyn Session,
     source: &TextSource,
-) -> Result<Option<(String, String)>, DataFusionError> {
+    only: Option<usize>,
+) -> Result<Option<(String, Found)>, DataFusionError> {
     let (store, files) =
         crate::source::source_files(state, &source.path, &source.extension).await?;
     for (name, file) in files {
@@ -153,8 +225,8 @@ async fn find_in_source(
             .await?
             .into_stream()
             .map_err(DataFusionError::from);
-        if let Some(message) = find_in_file(source, bytes).await? {
-            return Ok(Some((name, message)));
+        if let Some(found) = find_in_file(source, only, bytes).await? {
+            return Ok(Some((name, found)));
         }
     }
     Ok(None)
@@ -167,19 +239,30 @@ enum Decoder {
 }
 
 impl Decoder {
-    fn new(source: &TextSource, schema: SchemaRef, batch: usize) -> Result<Self, ArrowError> {
+    /// A decoder of `source`'s records, parsing only column `only` if given.
+    fn new(source: &TextSource, only: Option<usize>, batch: usize) -> Result<Self, ArrowError> {
+        let schema = source.schema.clone();
         Ok(match source.format {
-            Format::Csv => Self::Csv(Box::new(
-                arrow::csv::ReaderBuilder::new(schema)
+            Format::Csv => {
+                let mut builder = arrow::csv::ReaderBuilder::new(schema)
                     .with_delimiter(source.delimiter)
-                    .with_batch_size(batch)
-                    .build_decoder(),
-            )),
-            _ => Self::Json(
-                arrow::json::ReaderBuilder::new(schema)
-                    .with_batch_size(batch)
-                    .build_decoder()?,
-            ),
+                    .with_batch_size(batch);
+                if let Some(i) = only {
+                    builder = builder.with_projection(vec![i]);
+                }
+                Self::Csv(Box::new(builder.build_decoder()))
+            }
+            _ => {
+                let schema = match only {
+                    Some(i) => Arc::new(Schema::new(vec![schema.field(i).clone()])),
+                    None => schema,
+                };
+                Self::Json(
+                    arrow::json::ReaderBuilder::new(schema)
+                        .with_batch_size(batch)
+                        .build_decoder()?,
+                )
+            }
         })
     }
 
@@ -202,9 +285,10 @@ impl Decoder {
 /// fails is read again a record at a time to find the record and its line.
 async fn find_in_file<B: AsRef<[u8]>>(
     source: &TextSource,
+    only: Option<usize>,
     mut bytes: impl futures::Stream<Item = Result<B, DataFusionError>> + Unpin,
-) -> Result<Option<String>, DataFusionError> {
-    let mut decoder = Decoder::new(source, source.schema.clone(), BATCH)?;
+) -> Result<Option<Found>, DataFusionError> {
+    let mut decoder = Decoder::new(source, only, BATCH)?;
     let mut header = Header::new(source.format == Format::Csv && source.has_header);
     // The bytes of the batch being decoded, and the file line it starts on.
     let mut batch: Vec<u8> = Vec::new();
@@ -218,7 +302,7 @@ async fn find_in_file<B: AsRef<[u8]>>(
                 Ok(read) => read,
                 Err(_) => {
                     batch.extend_from_slice(rest);
-                    return Ok(find_in_batch(source, &batch, first_line));
+                    return Ok(find_in_batch(source, only, &batch, first_line));
                 }
             };
             batch.extend_from_slice(&rest[..read]);
@@ -236,7 +320,7 @@ async fn find_in_file<B: AsRef<[u8]>>(
                         break;
                     }
                 }
-                Err(_) => return Ok(find_in_batch(source, &batch, first_line)),
+                Err(_) => return Ok(find_in_batch(source, only, &batch, first_line)),
             }
         }
         if end {
@@ -246,8 +330,17 @@ async fn find_in_file<B: AsRef<[u8]>>(
 }
 
 /// The first record of `batch` (starting on file line `first_line`) that fails on its own.
-fn find_in_batch(source: &TextSource, batch: &[u8], first_line: usize) -> Option<String> {
-    let mut decoder = Decoder::new(source, source.schema.clone(), 1).ok()?;
+fn find_in_batch(
+    source: &TextSource,
+    only: Option<usize>,
+    batch: &[u8],
+    first_line: usize,
+) -> Option<Found> {
+    let mut decoder = Decoder::new(source, only, 1).ok()?;
+    let found = |line: usize, problem: String, value: Option<String>| Found {
+        message: format!("line {line}: {problem}"),
+        value,
+    };
     let mut at = 0;
     while at < batch.len() {
         let start = at + blank_prefix(source.format, &batch[at..]);
@@ -258,25 +351,24 @@ fn find_in_batch(source: &TextSource, batch: &[u8], first_line: usize) -> Option
             match decoder.decode(&batch[end..]) {
                 Ok(0) => break,
                 Ok(read) => end += read,
-                Err(e) => return Some(format!("line {line}: {}", reader_problem(&e))),
+                Err(e) => return Some(found(line, reader_problem(&e), None)),
             }
             if end == batch.len() {
                 // The last record may lack its line end.
                 if let Err(e) = decoder.decode(&[]) {
-                    return Some(format!("line {line}: {}", reader_problem(&e)));
+                    return Some(found(line, reader_problem(&e), None));
                 }
                 break;
             }
         }
         if let Err(e) = decoder.flush() {
             let record = &batch[start..end];
-            let problem = match source.format {
-                Format::Csv => {
-                    csv_value_problem(source, record).unwrap_or_else(|| reader_problem(&e))
-                }
-                _ => reader_problem(&e),
-            };
-            return Some(format!("line {line}: {problem}"));
+            let (problem, value) = match source.format {
+                Format::Csv => csv_value_problem(source, only, record),
+                _ => None,
+            }
+            .unwrap_or_else(|| (reader_problem(&e), None));
+            return Some(found(line, problem, value));
         }
         if end == at {
             break;
@@ -286,8 +378,13 @@ fn find_in_batch(source: &TextSource, batch: &[u8], first_line: usize) -> Option
     None
 }
 
-/// Which column of a CSV record does not parse as its type, and its text.
-fn csv_value_problem(source: &TextSource, record: &[u8]) -> Option<String> {
+/// Which column of a CSV record (`only`, or the first of all) does not parse as its type,
+/// and its text.
+fn csv_value_problem(
+    source: &TextSource,
+    only: Option<usize>,
+    record: &[u8],
+) -> Option<(String, Option<String>)> {
     let fields = source.schema.fields();
     let text = Arc::new(Schema::new(
         fields
@@ -305,19 +402,24 @@ fn csv_value_problem(source: &TextSource, record: &[u8]) -> Option<String> {
         decoder.decode(&[])?;
         decoder.flush()
     };
-    (0..fields.len()).find_map(|i| {
+    let columns = match only {
+        Some(i) => i..i + 1,
+        None => 0..fields.len(),
+    };
+    columns.into_iter().find_map(|i| {
         read(source.schema.clone(), i).err()?;
         let value = read(text.clone(), i).ok().flatten().map(|batch| {
             arrow::util::display::array_value_to_string(batch.column(0), 0).unwrap_or_default()
         });
         let field = &fields[i];
-        Some(format!(
+        let problem = format!(
             "column {:?} ({}): {:?} is not a valid {} (rule: the source's column types)",
             field.name(),
             storage::types::type_name(field.data_type()),
-            value.unwrap_or_default(),
+            value.clone().unwrap_or_default(),
             storage::types::type_name(field.data_type()),
-        ))
+        );
+        Some((problem, value))
     })
 }
 
@@ -419,8 +521,9 @@ mod tests {
             .build()
             .unwrap();
         runtime
-            .block_on(find_in_file(source, futures::stream::iter(chunks)))
+            .block_on(find_in_file(source, None, futures::stream::iter(chunks)))
             .unwrap()
+            .map(|found| found.message)
     }
 
     fn csv_rows(n: usize, bad: Option<(usize, &str)>) -> String {
@@ -491,6 +594,28 @@ mod tests {
                 "{blank:?}: {found}"
             );
         }
+    }
+
+    /// The engine's reader errors name a column (and a CSV value) or a field count.
+    #[test]
+    fn clues_from_the_readers_messages() {
+        let clue = Clue::from_message(
+            "group \"g\": Arrow error: Parser error: Error while parsing value 'x2' as type \
+             'Int64' for column 2 at line 3. Row data: '[a,b,x2]'",
+        );
+        assert_eq!(
+            (clue.csv_column, clue.value.as_deref()),
+            (Some(2), Some("x2"))
+        );
+        let clue = Clue::from_message("Error parsing column 1 at line 9: input is out of range");
+        assert_eq!((clue.csv_column, clue.value), (Some(1), None));
+        let clue = Clue::from_message(
+            "Csv error: incorrect number of fields for line 3, expected 3 got 4",
+        );
+        assert_eq!(clue.fields, Some(3));
+        let clue = Clue::from_message("Json error: whilst decoding field 'ts': failed to parse");
+        assert_eq!(clue.json_field.as_deref(), Some("ts"));
+        assert_eq!(Clue::from_message("something else"), Clue::default());
     }
 
     #[test]

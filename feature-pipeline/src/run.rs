@@ -557,7 +557,7 @@ async fn compute_group(
         Ok(plan) => plan,
         // Planning computes the cached views the query reads.
         Err(e) if bad_record::is_reader_error(&e) => {
-            return Err(bad_record::first_bad_record(ctx)
+            return Err(bad_record::first_bad_record(ctx, &e.to_string())
                 .await
                 .unwrap_or_else(|| exec_err(e)));
         }
@@ -575,7 +575,8 @@ async fn compute_group(
         .map(BackgroundWriter::start);
     let mut rows = 0u64;
     let mut last_log = Instant::now();
-    let mut reader_failed = false;
+    // The reader's error, if a source's reader failed the stream.
+    let mut reader_failed: Option<String> = None;
     let streamed: Result<()> = loop {
         let Some(batch) = stream.next().await else {
             break Ok(());
@@ -583,7 +584,7 @@ async fn compute_group(
         let batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
-                reader_failed = bad_record::is_reader_error(&e);
+                reader_failed = bad_record::is_reader_error(&e).then(|| e.to_string());
                 break Err(exec_err(e));
             }
         };
@@ -609,9 +610,13 @@ async fn compute_group(
     // the declared order column becomes a null key, reported without a row).
     let checked = crate::source::ordered_sources_checked(&ctx.copied_config()).await;
     // A reader's error names neither the file nor (reading in parallel) the right line.
-    let located = match reader_failed || checked.as_ref().is_err_and(bad_record::is_reader_error) {
-        true => bad_record::first_bad_record(ctx).await,
-        false => None,
+    let reader_error = match &checked {
+        Err(e) if bad_record::is_reader_error(e) => Some(e.to_string()),
+        _ => reader_failed,
+    };
+    let located = match reader_error {
+        Some(engine_error) => bad_record::first_bad_record(ctx, &engine_error).await,
+        None => None,
     };
     let failed = match (located, checked, streamed) {
         (Some(e), _, _) => Some(e),

@@ -78,6 +78,69 @@ async fn malformed_csv_row() {
     fails(&f, Exit::BadInput, &located).await;
 }
 
+/// Only what the query reads is blamed: a bad value in a column it does not read (the engine
+/// does not parse it) or in a source it does not read is not the error; the one it failed on
+/// is.
+#[tokio::test]
+async fn the_bad_record_named_is_the_one_the_query_read() {
+    let config = r#"
+[sources.events]
+format = "csv"
+path = "events.csv"
+columns = [
+  { name = "key", type = "string" },
+  { name = "ts", type = "timestamp[us]" },
+  { name = "value", type = "double" },
+]
+
+[sources.more]
+format = "csv"
+path = "more.csv"
+columns = [
+  { name = "key", type = "string" },
+  { name = "ts", type = "timestamp[us]" },
+  { name = "n", type = "int64" },
+]
+
+[groups.counts]
+entity_keys = ["key"]
+event_time = "day"
+sql = "SELECT key, CAST(ts AS DATE) AS day, COUNT(*) AS n FROM events GROUP BY key, CAST(ts AS DATE)"
+
+[groups.sums]
+entity_keys = ["key"]
+event_time = "day"
+sql = "SELECT key, CAST(ts AS DATE) AS day, SUM(n) AS n FROM more GROUP BY key, CAST(ts AS DATE)"
+"#;
+    // Line 3: a value `counts` does not read; line 5: a time stamp it does.
+    let events = "key,ts,value\na,2024-01-01T12:00:00,1.0\na,2024-01-02T12:00:00,notanumber\n\
+                  b,2024-01-02T12:00:00,2.0\nb,2024-99-01T00:00:00,3.0\n";
+    let more = "key,ts,n\na,2024-01-01T12:00:00,1\na,2024-01-02T12:00:00,x2\n";
+    let f = Fixture::new(config, &[("events.csv", events), ("more.csv", more)]);
+    let mut job = f.job();
+    job.groups = vec!["counts".into()];
+    let err = build_features(&f.store, &job).await.unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.exit(), Exit::BadInput, "{text}");
+    for needle in ["source \"events\"", "line 5:", "column \"ts\""] {
+        assert!(text.contains(needle), "{needle:?} missing from: {text}");
+    }
+    job.groups = vec!["sums".into()];
+    let text = build_features(&f.store, &job)
+        .await
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        "source \"more\"",
+        "more.csv",
+        "line 3:",
+        "\"x2\" is not a valid int64",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from: {text}");
+    }
+    assert!(f.tables().await.is_empty());
+}
+
 /// The engine reads a large file in byte ranges on several cores; the line is still counted
 /// from the start of the file.
 #[tokio::test]

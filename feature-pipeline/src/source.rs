@@ -9,6 +9,7 @@
 //! numbers the rows; a scan that does not is the raw table's own scan (parallel, reading only
 //! the projected columns).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
@@ -102,6 +103,17 @@ pub async fn register_source(
             }
             ctx.register_json(&raw_name, path, options).await
         }
+    };
+    let registered = match (registered, source.format, &schema) {
+        // The files' schemas do not merge (string layouts, or another column's types): with
+        // declared columns, which every file has, they are the table's schema (strings as
+        // views, as the engine reads them).
+        (Err(_), Format::Parquet, Some(declared)) => {
+            let declared = as_views(declared);
+            let options = ParquetReadOptions::default().schema(&declared);
+            ctx.register_parquet(&raw_name, path, options).await
+        }
+        (registered, _, _) => registered,
     };
     if let Err(e) = registered {
         // DataFusion says two files' schemas do not merge, not which files.
@@ -331,8 +343,9 @@ pub(crate) async fn source_files(
 }
 
 /// Checks each file of a Parquet source against its declared columns (each present, with its
-/// type; other columns are allowed) or, without any, against the first file: the error names
-/// the file and column.
+/// type; string layouts and other columns may differ) or, without any, against the files
+/// before it (each column one type: the engine cannot merge a `string` and a `large_string`
+/// column, nor two types of a column). The error names the file and column.
 async fn check_parquet_files(
     ctx: &SessionContext,
     name: &str,
@@ -348,54 +361,81 @@ async fn check_parquet_files(
     let (store, files) = source_files(&state, path, &extension(path, ".parquet"))
         .await
         .map_err(|e| err(path, e.to_string()))?;
-    let mut first: Option<(String, Schema)> = None;
+    // Undeclared: each column's type and the first file that had it.
+    let mut seen: HashMap<String, (DataType, String)> = HashMap::new();
     for (file, meta) in files {
         let schema = ParquetFormat::default()
+            .with_force_view_types(false)
             .infer_schema(&state, &store, &[meta])
             .await
-            .map_err(|e| err(&file, e.to_string()))?
-            .as_ref()
-            .clone();
-        let (expected, rule) = match (declared, &first) {
-            (Some(declared), _) => (declared, "the source's declared columns".to_string()),
-            (None, Some((first_file, first_schema))) => (
-                first_schema,
-                format!("the files of a source agree on column types; {first_file} is the first"),
-            ),
-            (None, None) => {
-                first = Some((file, schema));
-                continue;
-            }
+            .map_err(|e| err(&file, e.to_string()))?;
+        let problem = match declared {
+            Some(declared) => declared.fields().iter().find_map(|want| {
+                let problem = match schema.field_with_name(want.name()) {
+                    Err(_) => format!(
+                        "is missing (declared {}); the file has {}",
+                        storage::types::type_name(want.data_type()),
+                        schema
+                            .fields()
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    Ok(found) if storable_as(found.data_type(), want.data_type()) => return None,
+                    Ok(found) => format!(
+                        "is {}, expected {}",
+                        type_name(found.data_type()),
+                        storage::types::type_name(want.data_type())
+                    ),
+                };
+                Some(format!(
+                    "column {:?} {problem} (rule: the source's declared columns)",
+                    want.name()
+                ))
+            }),
+            None => schema.fields().iter().find_map(|field| {
+                let (data_type, first) = seen
+                    .entry(field.name().clone())
+                    .or_insert_with(|| (field.data_type().clone(), file.clone()));
+                (data_type != field.data_type()).then(|| {
+                    format!(
+                        "column {:?} is {}, but {} in {first} (rule: the files of a source \
+                         agree on column types; declared columns let string layouts differ)",
+                        field.name(),
+                        storage::types::type_name(field.data_type()),
+                        storage::types::type_name(data_type),
+                    )
+                })
+            }),
         };
-        for want in expected.fields() {
-            let problem = match schema.field_with_name(want.name()) {
-                Err(_) if declared.is_none() => continue,
-                Err(_) => format!(
-                    "is missing (declared {}); the file has {}",
-                    storage::types::type_name(want.data_type()),
-                    schema
-                        .fields()
-                        .iter()
-                        .map(|f| f.name().as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                Ok(found) if storage::types::storable_as(found.data_type(), want.data_type()) => {
-                    continue;
-                }
-                Ok(found) => format!(
-                    "is {}, expected {}",
-                    type_name(found.data_type()),
-                    storage::types::type_name(want.data_type())
-                ),
-            };
-            return Err(err(
-                &file,
-                format!("column {:?} {problem} (rule: {rule})", want.name()),
-            ));
+        if let Some(problem) = problem {
+            return Err(err(&file, problem));
         }
     }
     Ok(())
+}
+
+/// A file column that reads as the declared type: the same type, or strings in any layout
+/// (dictionary-encoded included).
+fn storable_as(found: &DataType, declared: &DataType) -> bool {
+    match found {
+        DataType::Dictionary(_, values) => storage::types::storable_as(values, declared),
+        found => storage::types::storable_as(found, declared),
+    }
+}
+
+/// `schema` with its string columns as string views.
+fn as_views(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type().is_string() {
+            true => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new(fields)
 }
 
 /// A type as errors name it: any string layout (which readers choose) is `string`.

@@ -470,10 +470,64 @@ async fn a_parquet_column_of_another_type_names_the_file() {
         events_parquet(Arc::new(StringArray::from(vec!["1.0", "x"]))),
     );
     let expected = [
-        "b.parquet): column \"value\" is string, expected double",
-        "a.parquet is the first",
+        "b.parquet): column \"value\" is string, but double in ",
+        "a.parquet (rule: the files of a source agree on column types",
     ];
     fails(&f, Exit::BadInput, &expected).await;
+
+    // Files whose strings differ in layout, with a column only some have in two types: the
+    // engine cannot merge them. Undeclared, the file that differs is named; declared, the
+    // declared columns are read from every file.
+    use arrow::array::{ArrayRef, LargeStringArray};
+    let two = |value: ArrayRef| {
+        let batch = arrow::array::RecordBatch::try_from_iter([
+            (
+                "key",
+                Arc::new(LargeStringArray::from(vec!["a", "b"])) as ArrayRef,
+            ),
+            (
+                "ts",
+                Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![
+                    1_704_196_800_000_000,
+                    1_704_283_200_000_000,
+                ])),
+            ),
+            ("value", Arc::new(Float64Array::from(vec![3.0, 4.0]))),
+            ("extra", value),
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        let mut writer =
+            datafusion::parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None)
+                .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        out
+    };
+    f.write(
+        "events/b.parquet",
+        two(Arc::new(arrow::array::Int64Array::from(vec![1, 2]))),
+    );
+    f.write(
+        "events/c.parquet",
+        two(Arc::new(StringArray::from(vec!["x", "y"]))),
+    );
+    let expected = ["b.parquet): column \"key\" is large_string, but string in "];
+    fails(&f, Exit::BadInput, &expected).await;
+    let f2 = Fixture::new(
+        &declared.replace("path = \"events.parquet\"", "path = \"events/\""),
+        &[],
+    );
+    std::fs::create_dir(f2.path("events")).unwrap();
+    for name in ["a", "b", "c"] {
+        std::fs::copy(
+            f.path(&format!("events/{name}.parquet")),
+            f2.path(&format!("events/{name}.parquet")),
+        )
+        .unwrap();
+    }
+    let summary = build_features(&f2.store, &f2.job()).await.unwrap();
+    assert_eq!(summary.groups[0].rows, 4, "{summary:?}");
 }
 
 #[tokio::test]

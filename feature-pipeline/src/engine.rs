@@ -308,12 +308,15 @@ impl TableProvider for CachedView {
 /// columns. Parquet sources give their schema from the file footer, CSV and JSON sources their
 /// declared columns (or a schema inferred from their first rows). `Err` says why nothing could
 /// be planned: a source that cannot be opened here.
-pub async fn plan_problems(repo: &LoadedRepo) -> std::result::Result<Vec<String>, String> {
+pub async fn plan_problems(repo: &LoadedRepo) -> Result<std::result::Result<Vec<String>, String>> {
     let options = EngineOptions::default();
     let ctx = match session(repo, &[], &options, repo.repo.groups.len()).await {
         Ok(ctx) => ctx,
-        Err(e @ Error::Source { .. }) => return Err(e.to_string()),
-        Err(e) => return Ok(vec![e.to_string()]),
+        // Not on this machine (a missing file, a store it cannot reach): nothing to plan.
+        Err(e @ Error::Source { .. }) if unavailable(repo, &e) => return Ok(Err(e.to_string())),
+        // On this machine and not what the repository declares: bad input, as a run says.
+        Err(e @ Error::Source { .. }) => return Err(e),
+        Err(e) => return Ok(Ok(vec![e.to_string()])),
     };
     let mut problems = Vec::new();
     for (name, group) in &repo.repo.groups {
@@ -333,7 +336,26 @@ pub async fn plan_problems(repo: &LoadedRepo) -> std::result::Result<Vec<String>
             Err(e) => problems.push(format!("groups.{name}.sql: {e}")),
         }
     }
-    Ok(problems)
+    Ok(Ok(problems))
+}
+
+/// Whether a source error is the source's absence from this machine: a local path that does
+/// not exist, or any error of a source in a remote store.
+fn unavailable(repo: &LoadedRepo, error: &Error) -> bool {
+    let Error::Source {
+        source_name,
+        message,
+        ..
+    } = error
+    else {
+        return false;
+    };
+    let remote = repo
+        .repo
+        .sources
+        .get(source_name)
+        .is_some_and(|s| s.path.contains("://"));
+    remote || message == crate::source::NO_SUCH_FILE
 }
 
 /// A group's query plan as the engine runs it (`feature-pipeline explain`): the physical

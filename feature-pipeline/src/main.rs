@@ -200,7 +200,8 @@ async fn run(command: Command) -> Result<Exit, Error> {
             let repo = LoadedRepo::load(&config)?;
             repo.repo.check(&config)?;
             // Then the SQL against the sources' schemas, when they are on this machine.
-            let sql_planned = match engine::plan_problems(&repo).await {
+            // A source on this machine that contradicts its declaration is bad input (exit 3).
+            let sql_planned = match engine::plan_problems(&repo).await? {
                 Ok(problems) if problems.is_empty() => serde_json::json!(true),
                 Ok(problems) => {
                     return Err(Error::InvalidConfig {

@@ -39,6 +39,9 @@ use crate::bad_record::{Kept, TextSource, TextSources};
 use crate::config::{Format, SourceConfig};
 use crate::error::{Error, Result};
 
+/// The message of a source whose local path does not exist.
+pub const NO_SUCH_FILE: &str = "no such file or directory";
+
 /// Registers source `name` read from `path`, checking its declared order first.
 pub async fn register_source(
     ctx: &SessionContext,
@@ -52,7 +55,7 @@ pub async fn register_source(
         message,
     };
     if !path.contains("://") && !std::path::Path::new(path).exists() {
-        return Err(err("no such file or directory".into()));
+        return Err(err(NO_SUCH_FILE.into()));
     }
     if let Some((base, store)) = cloud_store(path).map_err(|e| err(e.to_string()))? {
         ctx.register_object_store(&base, store);

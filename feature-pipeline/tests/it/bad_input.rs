@@ -735,7 +735,7 @@ fn check_reports_every_problem_with_its_location() {
 async fn check_plans_the_sql_against_the_sources() {
     let f = Fixture::new(WINDOW_CONFIG, &[("events.csv", &good_events())]);
     let repo = LoadedRepo::load(&f.path("features.toml")).unwrap();
-    assert_eq!(engine::plan_problems(&repo).await, Ok(vec![]));
+    assert_eq!(engine::plan_problems(&repo).await.unwrap(), Ok(vec![]));
 
     let extra = r#"[groups.typo]
 entity_keys = ["key"]
@@ -765,7 +765,7 @@ sql = "SELECT key, day, make_array(n) AS ns FROM daily"
     let config = WINDOW_CONFIG.replace("[groups.trailing]", extra);
     let f = Fixture::new(&config, &[("events.csv", &good_events())]);
     let repo = LoadedRepo::load(&f.path("features.toml")).unwrap();
-    let problems = engine::plan_problems(&repo).await.unwrap();
+    let problems = engine::plan_problems(&repo).await.unwrap().unwrap();
     let all = problems.join("\n");
     assert_eq!(problems.len(), 4, "{all}");
     for needle in [
@@ -783,8 +783,17 @@ sql = "SELECT key, day, make_array(n) AS ns FROM daily"
 
     let missing = Fixture::new(WINDOW_CONFIG, &[]);
     let repo = LoadedRepo::load(&missing.path("features.toml")).unwrap();
-    let why = engine::plan_problems(&repo).await.unwrap_err();
+    let why = engine::plan_problems(&repo).await.unwrap().unwrap_err();
     assert!(why.contains("events.csv"), "{why}");
+
+    // A source that is on the machine but contradicts its declared columns is bad input, as
+    // the run would find, not "nothing to plan".
+    let reordered = good_events().replacen("key,ts,value", "key,value,ts", 1);
+    let wrong = Fixture::new(WINDOW_CONFIG, &[("events.csv", &reordered)]);
+    let repo = LoadedRepo::load(&wrong.path("features.toml")).unwrap();
+    let err = engine::plan_problems(&repo).await.unwrap_err();
+    assert_eq!(err.exit(), Exit::BadInput, "{err}");
+    assert!(err.to_string().contains("[key, value, ts]"), "{err}");
 }
 
 #[test]

@@ -423,9 +423,13 @@ impl FeatureRepo {
             if source.path.trim().is_empty() {
                 problems.push(format!("{at}.path: must not be empty"));
             }
+            let mut names = std::collections::HashSet::new();
             for column in source.columns.iter().flatten() {
                 if let Err(e) = storage::types::parse_type(&column.data_type) {
                     problems.push(format!("{at}.columns.{}: {e}", column.name));
+                }
+                if !names.insert(column.name.as_str()) {
+                    problems.push(format!("{at}.columns.{}: declared twice", column.name));
                 }
             }
             if source.format != Format::Csv
@@ -672,6 +676,19 @@ values = [true]
                 r#"groups.g.rules[0] (AllowedValues).values: allowed value "two" is not of type Int64"#
             ]
         );
+    }
+
+    /// A source column declared twice is a configuration error.
+    #[test]
+    fn a_source_column_declared_twice_is_a_problem() {
+        let text = r#"
+[sources.s]
+format = "csv"
+path = "s.csv"
+columns = [{ name = "v", type = "double" }, { name = "v", type = "int64" }]
+"#;
+        let problems = toml::from_str::<FeatureRepo>(text).unwrap().problems();
+        assert_eq!(problems[0], "sources.s.columns.v: declared twice");
     }
 
     /// `check` rejects declared column types Parquet readers do not read back as written.

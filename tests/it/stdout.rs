@@ -55,6 +55,36 @@ fn a_failed_run_prints_a_json_summary() {
     }
 }
 
+/// A bad command line (here an unknown flag) is a failed run too: exit 2 and the summary
+/// naming the flag; `--help` prints no summary.
+#[test]
+fn a_bad_command_line_prints_a_json_summary() {
+    for (bin, command) in FAILING_RUNS {
+        let out = Command::new(tests::bin_dir().join(bin))
+            .args([command, "x.toml", "--no-such-flag"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bin}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let summary: serde_json::Value = serde_json::from_str(stdout.trim_end())
+            .unwrap_or_else(|e| panic!("{bin}: {e}: {stdout:?}"));
+        assert_eq!(summary["status"], "failed", "{summary}");
+        assert_eq!(summary["exit_code"], 2, "{summary}");
+        assert!(
+            summary["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("--no-such-flag")),
+            "{summary}"
+        );
+        let help = Command::new(tests::bin_dir().join(bin))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(help.status.code(), Some(0), "{bin}");
+        assert!(!String::from_utf8_lossy(&help.stdout).contains("\"status\""));
+    }
+}
+
 /// A command whose stdout is closed before it prints (`… | head -c 0`) exits with its own
 /// code, not the panic's 101.
 #[test]

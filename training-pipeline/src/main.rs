@@ -114,7 +114,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = fti_runtime::parse_cli(env!("CARGO_PKG_NAME"));
     fti_runtime::run_main(env!("CARGO_PKG_NAME"), &cli.log, run(cli.command))
 }
 

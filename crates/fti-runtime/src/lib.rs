@@ -161,6 +161,26 @@ pub fn print_summary(summary: &serde_json::Value) {
     outln!("{summary}");
 }
 
+/// The command line, parsed; a bad one (an unknown flag, a missing argument, a bad value)
+/// ends stdout with the failure summary, like any failed run, before clap's message and exit
+/// code 2. `--help` and `--version` print only themselves.
+pub fn parse_cli<C: clap::Parser>(pipeline: &str) -> C {
+    C::try_parse().unwrap_or_else(|e| {
+        if e.use_stderr() {
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            print_summary(&serde_json::json!({
+                "pipeline": pipeline,
+                "status": "failed",
+                "exit_code": Exit::Config as u8,
+                "error": format!("invalid command line: {message}"),
+            }));
+        }
+        e.exit()
+    })
+}
+
 /// Prints a run's summary and returns the exit code its status means.
 pub fn finish_run(summary: &impl serde::Serialize, status: storage::RunStatus) -> Exit {
     print_summary(&serde_json::to_value(summary).unwrap_or_default());

@@ -292,7 +292,16 @@ pub async fn build_features(store: &Store, job: &FeatureJob) -> Result<RunSummar
         // Every failed group is reported, the first one declared giving the exit code.
         let mut errors = errors.into_iter();
         if let Some(e) = errors.next() {
-            let also_failed: Vec<Error> = errors.collect();
+            // Groups that failed on the same bad record (a source they share) report it once.
+            let mut said = vec![e.to_string()];
+            let also_failed: Vec<Error> = errors
+                .filter(|other| {
+                    let text = other.to_string();
+                    let new = !said.contains(&text);
+                    said.push(text);
+                    new
+                })
+                .collect();
             return Err(match also_failed.is_empty() && not_started.is_empty() {
                 true => e,
                 false => Error::Stopped {

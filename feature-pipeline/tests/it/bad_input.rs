@@ -673,6 +673,23 @@ sql = "SELECT key, day, no_such_column FROM daily"
     assert!(f.tables().await.is_empty());
 }
 
+/// Groups that fail on the same bad record of a source they share report it once.
+#[tokio::test]
+async fn a_bad_record_two_groups_read_is_reported_once() {
+    let second = r#"[groups.copy]
+entity_keys = ["key"]
+event_time = "day"
+sql = "SELECT key, day, n FROM daily"
+
+[groups.trailing]"#;
+    let config = WINDOW_CONFIG.replace("[groups.trailing]", second);
+    let csv = format!("{}a,2024-01-03T12:00:00,not-a-number\n", good_events());
+    let f = Fixture::new(&config, &[("events.csv", &csv)]);
+    let err = fails(&f, Exit::BadInput, &["line 5:"]).await;
+    let text = err.to_string();
+    assert_eq!(text.matches("line 5:").count(), 1, "{text}");
+}
+
 /// A run that fails still leaves a record of its attempt: status `failed`, the error, its
 /// inputs, and no outputs; a retry of the same run adds a second attempt.
 #[tokio::test]

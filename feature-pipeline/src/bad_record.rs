@@ -33,6 +33,8 @@ pub struct TextSource {
     pub schema: SchemaRef,
     pub has_header: bool,
     pub delimiter: u8,
+    /// The schema is the declared one, not inferred from the first rows.
+    pub declared: bool,
 }
 
 /// The session's text sources in registration order, in a `SessionConfig` extension.
@@ -413,11 +415,17 @@ fn csv_value_problem(
         });
         let field = &fields[i];
         let problem = format!(
-            "column {:?} ({}): {:?} is not a valid {} (rule: the source's column types)",
+            "column {:?} ({}): {:?} is not a valid {} (rule: the source's {})",
             field.name(),
             storage::types::type_name(field.data_type()),
             value.clone().unwrap_or_default(),
             storage::types::type_name(field.data_type()),
+            match source.declared {
+                true => "declared column types",
+                false =>
+                    "column types, inferred from its first rows: declare its columns to \
+                          read them as other types",
+            },
         );
         Some((problem, value))
     })
@@ -507,6 +515,7 @@ mod tests {
             )),
             has_header: true,
             delimiter: b',',
+            declared: true,
         }
     }
 

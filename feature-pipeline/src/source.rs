@@ -162,6 +162,7 @@ pub async fn register_source(
             schema: raw.schema(),
             has_header: source.has_header.unwrap_or(true),
             delimiter: source.delimiter.unwrap_or(',') as u8,
+            declared: source.columns.is_some(),
         });
     }
     if source.row_index.is_none() && source.ordered_by.is_none() {

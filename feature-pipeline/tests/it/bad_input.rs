@@ -141,6 +141,26 @@ sql = "SELECT key, CAST(ts AS DATE) AS day, SUM(n) AS n FROM more GROUP BY key, 
     assert!(f.tables().await.is_empty());
 }
 
+/// Without declared columns the types come from the first rows; a later value that does not
+/// fit says so, and how to read it as another type.
+#[tokio::test]
+async fn a_value_that_does_not_fit_an_inferred_type_says_it_was_inferred() {
+    let config = WINDOW_CONFIG.replace(
+        "columns = [\n  { name = \"key\", type = \"string\" },\n  { name = \"ts\", type = \"timestamp[us]\" },\n  { name = \"value\", type = \"double\" },\n]\n",
+        "",
+    );
+    assert!(!config.contains("type = \"timestamp[us]\""), "{config}");
+    let rows: Vec<(&str, i64, f64)> = (0..2000).map(|i| ("a", i % 30, i as f64 + 0.5)).collect();
+    let csv = format!("{}a,2024-01-03T12:00:00,n/a\n", events_csv(&rows));
+    let f = Fixture::new(&config, &[("events.csv", &csv)]);
+    let expected = [
+        "line 2002:",
+        "column \"value\" (double): \"n/a\" is not a valid double",
+        "inferred from its first rows",
+    ];
+    fails(&f, Exit::BadInput, &expected).await;
+}
+
 /// The engine reads a large file in byte ranges on several cores; the line is still counted
 /// from the start of the file.
 #[tokio::test]

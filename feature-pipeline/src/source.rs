@@ -442,11 +442,15 @@ fn as_views(schema: &Schema) -> Schema {
     Schema::new(fields)
 }
 
-/// A type as errors name it: any string layout (which readers choose) is `string`.
+/// A file column's type as errors name it, in pyarrow's spelling: any string layout (which
+/// readers choose) is `string`.
 fn type_name(t: &DataType) -> String {
-    match t.is_string() {
-        true => "string".to_string(),
-        false => storage::types::type_name(t),
+    match t {
+        t if t.is_string() => "string".to_string(),
+        DataType::Dictionary(_, values) => format!("dictionary<values={}>", type_name(values)),
+        DataType::Decimal128(p, s) => format!("decimal128({p}, {s})"),
+        DataType::Null => "null".to_string(),
+        t => storage::types::type_name(t),
     }
 }
 

@@ -313,7 +313,9 @@ fn parse(text: &str) -> std::result::Result<FeatureRepo, Unparsed> {
         let unknown = e
             .span()
             .filter(|_| e.message().starts_with("unknown field"))
-            .and_then(|key| blank_entry(&blanked, key));
+            .and_then(|key| {
+                blank_entry(&blanked, key.clone()).or_else(|| blank_lines(&blanked, key))
+            });
         match unknown {
             None if problems.is_empty() => return Err(Unparsed::First(e)),
             None => {
@@ -339,6 +341,38 @@ fn located(text: &str, e: &toml::de::Error) -> String {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
     format!("line {line}, column {column}: {}", e.message())
+}
+
+/// `text` with an unknown key that is not a `key = value` entry blanked by whole lines: a
+/// table header (`[sourcez.x]`, `[[groups.g.rulez]]`) with its section up to the next header,
+/// or a dotted key at the start of its line (`a.b = 1`). `None` unless the result is still
+/// TOML, so a section that holds a line starting with `[` in a multi-line value is left as it is.
+fn blank_lines(text: &str, key: std::ops::Range<usize>) -> Option<String> {
+    let start = text.get(..key.start)?.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = |from: usize| text[from..].find('\n').map_or(text.len(), |i| from + i + 1);
+    let first = line_end(start);
+    let end = match text[start..].trim_start().starts_with('[') {
+        // A header: its section runs to the next header.
+        true => {
+            let mut end = first;
+            while end < text.len() && !text[end..].trim_start().starts_with('[') {
+                end = line_end(end);
+            }
+            end
+        }
+        // A dotted key: only when it starts its line and its value ends there.
+        false if text[start..key.start].trim().is_empty() => first,
+        false => return None,
+    };
+    let mut bytes = text.as_bytes().to_vec();
+    for b in &mut bytes[start..end] {
+        if *b != b'\n' && *b != b'\r' {
+            *b = b' ';
+        }
+    }
+    let blanked = String::from_utf8(bytes).ok()?;
+    toml::de::DeTable::parse(&blanked).ok()?;
+    Some(blanked)
 }
 
 /// `text` with the `key = value` entry whose key is at `key` replaced by spaces (and a comma

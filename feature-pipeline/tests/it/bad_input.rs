@@ -879,6 +879,41 @@ fn unknown_keys_are_config_errors_with_a_location() {
             "{expected:?} missing from: {text}"
         );
     }
+
+    // An unknown table (its whole section) and a dotted key do not end the list either.
+    let config = format!(
+        "[sourcez.x]\nformat = \"csv\"\npath = [\n  \"a\",\n]\n\n{}",
+        WINDOW_CONFIG
+            .replace(
+                "owner = \"tests\"",
+                "owner = \"tests\"\nlabels.team = \"x\""
+            )
+            .replace(
+                "rule = \"unique_key\"",
+                "rule = \"unique_key\"\nseverty = \"warn\""
+            )
+    );
+    let line = |needle: &str| config.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let f = Fixture::new(&config, &[]);
+    let text = LoadedRepo::load(&f.path("features.toml"))
+        .unwrap_err()
+        .to_string();
+    for expected in [
+        "line 1, column 2: unknown field `sourcez`".to_string(),
+        format!(
+            "line {}, column 1: unknown field `labels`",
+            line("labels.team")
+        ),
+        format!(
+            "line {}, column 1: unknown field `severty`",
+            line("severty")
+        ),
+    ] {
+        assert!(
+            text.contains(&expected),
+            "{expected:?} missing from: {text}"
+        );
+    }
 }
 
 /// Duplicate (entity, event time) rows fail `unique_key` whatever order the query returns

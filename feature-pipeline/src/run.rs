@@ -857,6 +857,8 @@ fn plain(t: &DataType) -> DataType {
             DataType::Timestamp(TimeUnit::Millisecond, tz.clone())
         }
         DataType::Date64 => DataType::Date32,
+        // A dictionary-encoded column (a Parquet source's strings, say) as its values.
+        DataType::Dictionary(_, values) => plain(values),
         t => t.clone(),
     }
 }

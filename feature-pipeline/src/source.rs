@@ -84,6 +84,21 @@ pub async fn register_source(
     if let (Format::Parquet, Some(declared)) = (source.format, &schema) {
         check_parquet_files(ctx, name, path, Some(declared)).await?;
     }
+    if source.format == Format::Csv && source.has_header.unwrap_or(true) {
+        check_csv_headers(
+            ctx,
+            path,
+            schema.as_ref(),
+            source.delimiter.unwrap_or(',') as u8,
+            &csv_ext,
+        )
+        .await
+        .map_err(|(file, message)| Error::Source {
+            source_name: name.to_string(),
+            path: file,
+            message,
+        })?;
+    }
     let registered = match source.format {
         Format::Parquet => {
             ctx.register_parquet(&raw_name, path, ParquetReadOptions::default())
@@ -126,23 +141,6 @@ pub async fn register_source(
             return Err(located);
         }
         return Err(err(e.to_string()));
-    }
-    if let (Format::Csv, Some(schema), true) =
-        (&source.format, &schema, source.has_header.unwrap_or(true))
-    {
-        check_csv_headers(
-            ctx,
-            path,
-            schema,
-            source.delimiter.unwrap_or(',') as u8,
-            &csv_ext,
-        )
-        .await
-        .map_err(|(file, message)| Error::Source {
-            source_name: name.to_string(),
-            path: file,
-            message,
-        })?;
     }
     let raw = ctx
         .table_provider(&raw_name)
@@ -261,15 +259,16 @@ pub fn cloud_store(
     Ok(Some((base, store)))
 }
 
-/// Declared CSV columns are read by position, the header line skipped: a file whose header
-/// names other columns, or the same in another order (an upstream change), would be read
-/// silently mislabelled. Each file's header (its first line, read with a ranged get, 16 files
-/// at a time) must name the declared columns in order; an empty file is left to the scan.
-/// `Err` is the file and the problem.
+/// CSV files are read by position, the header line skipped: a file whose header names other
+/// columns, or the same in another order (an upstream change), would be read silently
+/// mislabelled. Each file's header (its first line, read with a ranged get, 16 files at a
+/// time) must name the declared columns in order or, without declared columns, the columns of
+/// the first file's header; an empty file is left to the scan. `Err` is the file and the
+/// problem.
 async fn check_csv_headers(
     ctx: &SessionContext,
     path: &str,
-    declared: &Schema,
+    declared: Option<&Schema>,
     delimiter: u8,
     extension: &str,
 ) -> std::result::Result<(), (String, String)> {
@@ -277,8 +276,14 @@ async fn check_csv_headers(
     let (store, files) = source_files(&state, path, extension)
         .await
         .map_err(|e| (path.to_string(), format!("cannot list the files: {e}")))?;
-    let want: Vec<String> = declared.fields().iter().map(|f| f.name().clone()).collect();
+    let mut want: Option<(Vec<String>, String)> = declared.map(|d| {
+        (
+            d.fields().iter().map(|f| f.name().clone()).collect(),
+            String::new(),
+        )
+    });
     let mut headers = futures::stream::iter(files)
+        .filter(|(_, meta)| std::future::ready(meta.size > 0))
         .map(|(file, meta)| {
             let store = store.clone();
             async move {
@@ -292,21 +297,26 @@ async fn check_csv_headers(
     while let Some((file, start)) = headers.next().await {
         let start =
             start.map_err(|e| (file.clone(), format!("cannot read the CSV header: {e}")))?;
-        if start.is_empty() {
-            continue;
-        }
         let (header, _) = arrow::csv::reader::Format::default()
             .with_header(true)
             .with_delimiter(delimiter)
             .infer_schema(start.as_ref(), Some(0))
             .map_err(|e| (file.clone(), format!("cannot read the CSV header: {e}")))?;
         let found: Vec<String> = header.fields().iter().map(|f| f.name().clone()).collect();
-        if found != want {
+        let Some((want, first)) = &want else {
+            want = Some((found, file));
+            continue;
+        };
+        if &found != want {
+            let (theirs, rule) = match declared {
+                Some(_) => ("the source declares".to_string(), "declared columns are"),
+                None => (format!("the first file ({first}) names"), "files are"),
+            };
             return Err((
                 file,
                 format!(
-                    "the CSV header names the columns [{}], the source declares [{}] (declared \
-                     columns are read by position, so the header must name them in order)",
+                    "the CSV header names the columns [{}], {theirs} [{}] ({rule} read by \
+                     position, so the header must name them in order)",
                     found.join(", "),
                     want.join(", ")
                 ),

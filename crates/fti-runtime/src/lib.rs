@@ -167,9 +167,21 @@ pub fn print_summary(summary: &serde_json::Value) {
 pub fn parse_cli<C: clap::Parser>(pipeline: &str) -> C {
     C::try_parse().unwrap_or_else(|e| {
         if e.use_stderr() {
+            // clap's message up to its usage lines, on one line ("the following required
+            // arguments were not provided: --store <URL> <CONFIG>").
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or_default();
-            let message = first.strip_prefix("error: ").unwrap_or(first);
+            let message = match e.kind() {
+                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    "no command given (see --help)".to_string()
+                }
+                _ => rendered
+                    .lines()
+                    .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            };
+            let message = message.strip_prefix("error: ").unwrap_or(&message);
             print_summary(&serde_json::json!({
                 "pipeline": pipeline,
                 "status": "failed",

@@ -248,7 +248,27 @@ async fn a_csv_header_that_does_not_match_the_declared_columns() {
         "the second file is named: {err}"
     );
     f.write("events/2.csv", good_events());
+    f.write("events/4.csv", "");
     build_features(&f.store, &f.job()).await.unwrap();
+
+    // Without declared columns the files are still read by position: each header must name
+    // the first file's columns in order (values used to land in each other's columns).
+    let undeclared = config.replace(
+        "columns = [\n  { name = \"key\", type = \"string\" },\n  { name = \"ts\", type = \"timestamp[us]\" },\n  { name = \"value\", type = \"double\" },\n]\n",
+        "",
+    );
+    assert!(!undeclared.contains("type = \"timestamp[us]\""));
+    let f = Fixture::new(&undeclared, &[]);
+    std::fs::create_dir(f.path("events")).unwrap();
+    f.write("events/1.csv", good_events());
+    f.write("events/2.csv", &reordered);
+    let err = fails(
+        &f,
+        Exit::BadInput,
+        &["[key, value, ts]", "the first file ("],
+    )
+    .await;
+    assert!(err.to_string().contains("events/2.csv)"), "{err}");
 }
 
 /// A null in a source's declared order column is reported by the order check, naming the
@@ -548,6 +568,31 @@ async fn a_parquet_column_of_another_type_names_the_file() {
     }
     let summary = build_features(&f2.store, &f2.job()).await.unwrap();
     assert_eq!(summary.groups[0].rows, 4, "{summary:?}");
+
+    // Dictionary-encoded strings are strings, declared or not.
+    let dictionary: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> =
+        vec!["a", "b"].into_iter().collect();
+    let batch = arrow::array::RecordBatch::try_from_iter([
+        ("key", Arc::new(dictionary) as ArrayRef),
+        (
+            "ts",
+            Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![
+                1_704_196_800_000_000,
+                1_704_283_200_000_000,
+            ])),
+        ),
+        ("value", Arc::new(Float64Array::from(vec![3.0, 4.0]))),
+    ])
+    .unwrap();
+    let mut bytes = Vec::new();
+    let mut writer =
+        datafusion::parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let f3 = Fixture::new(&declared, &[]);
+    f3.write("events.parquet", &bytes);
+    let summary = build_features(&f3.store, &f3.job()).await.unwrap();
+    assert_eq!(summary.groups[0].rows, 2, "{summary:?}");
 }
 
 #[tokio::test]

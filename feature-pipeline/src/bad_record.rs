@@ -6,13 +6,17 @@
 //! again in file order, a batch at a time and, in the batch that fails, a record at a time.
 //! This runs only on the error path.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
@@ -119,7 +123,15 @@ pub fn is_reader_error(error: &DataFusionError) -> bool {
 /// read again: then the engine's error stands). `engine_error` is the reader's error as the
 /// engine reported it: the column (and value) it names narrow the search to what the query
 /// read, so a bad value in a column or source the query never reads is not blamed.
-pub async fn first_bad_record(ctx: &SessionContext, engine_error: &str) -> Option<Error> {
+///
+/// `scanned` is the files the failing plan scans directly (see [`scanned_files`]): sources with
+/// one of them are searched first. It only orders the search, since a source can also be read
+/// out of sight of the plan (in file order for a row index, or through a cached view).
+pub async fn first_bad_record(
+    ctx: &SessionContext,
+    engine_error: &str,
+    scanned: &HashSet<String>,
+) -> Option<Error> {
     let sources: Vec<Arc<TextSource>> = ctx
         .copied_config()
         .get_extension::<TextSources>()?
@@ -129,11 +141,27 @@ pub async fn first_bad_record(ctx: &SessionContext, engine_error: &str) -> Optio
         .clone();
     let clue = Clue::from_message(engine_error);
     let state = ctx.state();
-    let mut fallback = None;
+    let mut candidates = Vec::new();
     for source in sources {
         let Some(only) = clue.column_of(&source) else {
             continue;
         };
+        let in_plan = match scanned.is_empty() {
+            true => false,
+            false => crate::source::source_files(&state, &source.path, &source.extension)
+                .await
+                .is_ok_and(|(_, files)| {
+                    files
+                        .iter()
+                        .any(|(_, meta)| scanned.contains(meta.location.as_ref()))
+                }),
+        };
+        candidates.push((!in_plan, source, only));
+    }
+    // Stable: the plan's sources first, each group in declaration order.
+    candidates.sort_by_key(|(elsewhere, _, _)| *elsewhere);
+    let mut fallback = None;
+    for (_, source, only) in candidates {
         match find_in_source(&state, &source, only).await {
             Ok(Some((file, found))) => {
                 let matches = clue.value.is_none() || clue.value == found.value;
@@ -152,6 +180,29 @@ pub async fn first_bad_record(ctx: &SessionContext, engine_error: &str) -> Optio
         }
     }
     fallback
+}
+
+/// The files a plan's file scans read (object store locations), to tell which sources a
+/// failing query read.
+pub fn scanned_files(plan: &dyn ExecutionPlan) -> HashSet<String> {
+    let mut files = HashSet::new();
+    let mut stack = vec![plan];
+    while let Some(node) = stack.pop() {
+        if let Some(scan) = node.downcast_ref::<DataSourceExec>()
+            && let Some(config) = scan.data_source().downcast_ref::<FileScanConfig>()
+        {
+            for group in &config.file_groups {
+                files.extend(
+                    group
+                        .files()
+                        .iter()
+                        .map(|f| f.object_meta.location.to_string()),
+                );
+            }
+        }
+        stack.extend(node.children().into_iter().map(|c| c.as_ref()));
+    }
+    files
 }
 
 /// What a reader's error message says about the record it rejected.

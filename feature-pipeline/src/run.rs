@@ -566,15 +566,18 @@ async fn compute_group(
         Ok(plan) => plan,
         // Planning computes the cached views the query reads.
         Err(e) if bad_record::is_reader_error(&e) => {
-            return Err(bad_record::first_bad_record(ctx, &e.to_string())
-                .await
-                .unwrap_or_else(|| exec_err(e)));
+            return Err(
+                bad_record::first_bad_record(ctx, &e.to_string(), &Default::default())
+                    .await
+                    .unwrap_or_else(|| exec_err(e)),
+            );
         }
         Err(e) => return Err(exec_err(e)),
     };
     let batches = batch_schema(&target, &plan.schema());
     let sorted_by = leading_columns(plan.as_ref());
     tracing::debug!(group, sorted_by = ?sorted_by, "output ordering");
+    let scanned = bad_record::scanned_files(plan.as_ref());
     let mut stream = execute_stream(plan, ctx.task_ctx()).map_err(exec_err)?;
     let mut validator = Validator::new(group, config, &batches, &sorted_by);
     let mut profiler = fti_stats::TableProfiler::new(&target);
@@ -624,7 +627,7 @@ async fn compute_group(
         _ => reader_failed,
     };
     let located = match reader_error {
-        Some(engine_error) => bad_record::first_bad_record(ctx, &engine_error).await,
+        Some(engine_error) => bad_record::first_bad_record(ctx, &engine_error, &scanned).await,
         None => None,
     };
     let failed = match (located, checked, streamed) {

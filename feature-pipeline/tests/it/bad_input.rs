@@ -139,6 +139,15 @@ sql = "SELECT key, CAST(ts AS DATE) AS day, SUM(n) AS n FROM more GROUP BY key, 
         assert!(text.contains(needle), "{needle:?} missing from: {text}");
     }
     assert!(f.tables().await.is_empty());
+
+    // The same bad text in the same column of both sources: the one the plan scans is named.
+    let events = "key,ts,value\na,2024-01-01T12:00:00,1.0\na,2024-01-02T12:00:00,x2\n";
+    let f = Fixture::new(config, &[("events.csv", events), ("more.csv", more)]);
+    let text = build_features(&f.store, &job)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("source \"more\""), "{text}");
 }
 
 /// Without declared columns the types come from the first rows; a later value that does not

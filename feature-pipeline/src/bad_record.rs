@@ -12,14 +12,13 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use datafusion::catalog::Session;
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStoreExt;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use crate::config::Format;
 use crate::error::Error;
@@ -146,23 +145,24 @@ pub async fn first_bad_record(
         let Some(only) = clue.column_of(&source) else {
             continue;
         };
-        let in_plan = match scanned.is_empty() {
-            true => false,
-            false => crate::source::source_files(&state, &source.path, &source.extension)
-                .await
-                .is_ok_and(|(_, files)| {
-                    files
-                        .iter()
-                        .any(|(_, meta)| scanned.contains(meta.location.as_ref()))
-                }),
+        let listed = crate::source::source_files(&state, &source.path, &source.extension).await;
+        let (store, files) = match listed {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::debug!(source = %source.name, "cannot list again: {e}");
+                continue;
+            }
         };
-        candidates.push((!in_plan, source, only));
+        let in_plan = files
+            .iter()
+            .any(|(_, meta)| scanned.contains(meta.location.as_ref()));
+        candidates.push((!in_plan, source, only, store, files));
     }
     // Stable: the plan's sources first, each group in declaration order.
-    candidates.sort_by_key(|(elsewhere, _, _)| *elsewhere);
+    candidates.sort_by_key(|(elsewhere, ..)| *elsewhere);
     let mut fallback = None;
-    for (_, source, only) in candidates {
-        match find_in_source(&state, &source, only).await {
+    for (_, source, only, store, files) in candidates {
+        match find_in_files(&source, only, &store, files).await {
             Ok(Some((file, found))) => {
                 let matches = clue.value.is_none() || clue.value == found.value;
                 let error = Error::Source {
@@ -265,13 +265,12 @@ struct Found {
 }
 
 /// The file and description of the source's first bad record (in column `only`, if given).
-async fn find_in_source(
-    state: &dyn Session,
+async fn find_in_files(
     source: &TextSource,
     only: Option<usize>,
+    store: &Arc<dyn ObjectStore>,
+    files: Vec<(String, ObjectMeta)>,
 ) -> Result<Option<(String, Found)>, DataFusionError> {
-    let (store, files) =
-        crate::source::source_files(state, &source.path, &source.extension).await?;
     for (name, file) in files {
         let bytes = store
             .get(&file.location)

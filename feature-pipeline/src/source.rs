@@ -377,12 +377,16 @@ async fn check_parquet_files(
         .map_err(|e| err(path, e.to_string()))?;
     // Undeclared: each column's type and the first file that had it.
     let mut seen: HashMap<String, (DataType, String)> = HashMap::new();
-    for (file, meta) in files {
-        let schema = ParquetFormat::default()
-            .with_force_view_types(false)
-            .infer_schema(&state, &store, &[meta])
-            .await
-            .map_err(|e| err(&file, e.to_string()))?;
+    // Footers are read 16 at a time (a prefix in an object store may hold many files).
+    let format = ParquetFormat::default().with_force_view_types(false);
+    let mut footers = futures::stream::iter(files)
+        .map(|(file, meta)| {
+            let (format, state, store) = (&format, &state, &store);
+            async move { (file, format.infer_schema(state, store, &[meta]).await) }
+        })
+        .buffered(16);
+    while let Some((file, schema)) = footers.next().await {
+        let schema = schema.map_err(|e| err(&file, e.to_string()))?;
         let problem = match declared {
             Some(declared) => declared.fields().iter().find_map(|want| {
                 let problem = match schema.field_with_name(want.name()) {
